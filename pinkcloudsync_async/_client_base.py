@@ -1,0 +1,114 @@
+"""What the async and sync clients share: configuration and the typed call's parsing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from ._auth import PinkCloudSyncAuth
+from ._config import resolve_settings
+from ._constants import (
+    ATTEMPTS_EXTENSION,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_REFRESH_MARGIN,
+    DEFAULT_RETRY_BACKOFF_BASE,
+    DEFAULT_RETRY_BACKOFF_MAX,
+    DEFAULT_TIMEOUT,
+)
+from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
+from ._models import SessionList
+from ._retry_policy import RetryPolicy
+from ._token_exchange import describe_validation_error
+
+__all__ = ["SESSIONS_PATH", "ClientParts", "build_parts", "parse_session_list"]
+
+SESSIONS_PATH = "sync/sessions"
+
+
+class ClientParts:
+    """The pieces both twins are built from."""
+
+    __slots__ = ("auth", "httpx_kwargs", "policy")
+
+    def __init__(
+        self, auth: PinkCloudSyncAuth, policy: RetryPolicy, httpx_kwargs: dict[str, Any]
+    ) -> None:
+        self.auth = auth
+        self.policy = policy
+        self.httpx_kwargs = httpx_kwargs
+
+
+def build_parts(
+    *,
+    api_key: str | None,
+    api_secret: str | SecretStr | None,
+    base_url: str | httpx.URL | None,
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+    allow_insecure_http: bool = False,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    clock: Callable[[], float] = time.monotonic,
+    httpx_kwargs: dict[str, Any],
+) -> ClientParts:
+    """Resolve the configuration (argument > environment > default) into parts."""
+    if "auth" in httpx_kwargs:
+        raise ConfigurationError(
+            "auth= cannot be given: the client's auth is its PinkCloudSyncAuth."
+        )
+    settings = resolve_settings(
+        api_key=api_key,
+        api_secret=api_secret,
+        base_url=base_url,
+        refresh_margin=refresh_margin,
+        allow_insecure_http=allow_insecure_http,
+    )
+    try:
+        policy = RetryPolicy(
+            max_retries=max_retries,
+            backoff_base=retry_backoff_base,
+            backoff_max=retry_backoff_max,
+            max_retry_after=max_retry_after,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+    auth = PinkCloudSyncAuth(
+        settings.api_key,
+        settings.api_secret,
+        base_url=settings.base_url,
+        refresh_margin=settings.refresh_margin,
+        clock=clock,
+    )
+    kwargs = dict(httpx_kwargs)
+    kwargs.setdefault("timeout", DEFAULT_TIMEOUT)  # never httpx's "no timeout" by accident
+    kwargs["base_url"] = settings.base_url
+    kwargs["auth"] = auth
+    return ClientParts(auth, policy, kwargs)
+
+
+def parse_session_list(response: httpx.Response) -> SessionList:
+    """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
+    raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        raise InvalidResponseError(
+            "The sessions response is not JSON "
+            f"({response.headers.get('content-type', 'no content-type')}, "
+            f"{len(response.content)} bytes).",
+            response=response,
+        ) from None
+    try:
+        return SessionList.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidResponseError(
+            f"The sessions response is invalid: {describe_validation_error(exc)}.",
+            response=response,
+        ) from None

@@ -1,0 +1,100 @@
+"""Resolving the client's configuration: argument > environment variable > default."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+
+from ._constants import (
+    API_KEY_ENV,
+    API_SECRET_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+)
+from ._exceptions import ConfigurationError
+
+__all__ = ["Settings", "is_loopback_host", "resolve_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated configuration. The secret stays wrapped in a SecretStr."""
+
+    api_key: str
+    api_secret: SecretStr
+    base_url: httpx.URL
+    refresh_margin: float
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1: plain HTTP there never leaves the machine."""
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _pick(name: str, argument: str | None, environ: Mapping[str, str], env_name: str) -> str:
+    value = argument if argument is not None else environ.get(env_name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigurationError(f"No {name} configured: pass {name}= or set {env_name}.")
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}.")
+    return value.strip()
+
+
+def resolve_settings(
+    *,
+    api_key: str | None,
+    api_secret: str | SecretStr | None,
+    base_url: str | httpx.URL | None,
+    refresh_margin: float,
+    allow_insecure_http: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve and validate; raise ConfigurationError naming what to set or fix.
+
+    Precedence, for every setting: argument > environment variable > default.
+    """
+    env = os.environ if environ is None else environ
+    key = _pick("api_key", api_key, env, API_KEY_ENV)
+    raw_secret = api_secret.get_secret_value() if isinstance(api_secret, SecretStr) else api_secret
+    secret = SecretStr(_pick("api_secret", raw_secret, env, API_SECRET_ENV))
+
+    raw_url = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    try:
+        url = httpx.URL(str(raw_url).strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ConfigurationError(
+            f"base_url must be an absolute http(s) URL, got {str(url)!r} "
+            f"(set base_url= or {BASE_URL_ENV})."
+        )
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
+        raise ConfigurationError(
+            f"Refusing to send credentials over plain HTTP to {url.host}: use https, a "
+            "loopback host, or allow_insecure_http=True."
+        )
+    if not url.raw_path.endswith(b"/"):
+        # httpx joins relative paths onto the base path only when it ends in '/'.
+        url = url.copy_with(raw_path=url.raw_path + b"/")
+
+    if (
+        isinstance(refresh_margin, bool)
+        or not isinstance(refresh_margin, (int, float))
+        or not math.isfinite(refresh_margin)
+        or refresh_margin < 0
+    ):
+        raise ConfigurationError("refresh_margin must be a finite number of seconds >= 0.")
+    return Settings(
+        api_key=key, api_secret=secret, base_url=url, refresh_margin=float(refresh_margin)
+    )

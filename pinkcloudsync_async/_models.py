@@ -1,0 +1,123 @@
+"""The API's payloads as pydantic models, and the token the auth holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+__all__ = [
+    "AccessToken",
+    "ErrorResponse",
+    "SessionList",
+    "SyncSession",
+    "TokenClaims",
+    "TokenResponse",
+]
+
+
+class TokenResponse(BaseModel):
+    """The body of a successful `POST /auth/token`, validated strictly.
+
+    `access_token` is a `SecretStr`, so neither `repr` nor `model_dump` shows it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    access_token: SecretStr
+    token_type: StrictStr
+    # StrictInt refuses "3600" and True; gt=0 refuses 0 and negatives.
+    expires_in: Annotated[StrictInt, Field(gt=0)]
+
+    @field_validator("access_token", mode="before")
+    @classmethod
+    def _non_empty_string(cls, value: Any) -> Any:
+        # Checked before SecretStr wraps it, and without echoing the value.
+        if not isinstance(value, str):
+            raise ValueError("access_token must be a string")
+        if not value.strip():
+            raise ValueError("access_token must not be empty")
+        return value
+
+    @field_validator("token_type")
+    @classmethod
+    def _bearer(cls, value: str) -> str:
+        if value.lower() != "bearer":
+            raise ValueError("token_type must be 'Bearer'")
+        return value
+
+
+class TokenClaims(BaseModel):
+    """What the client reads from the JWT, unverified: informational only.
+
+    Unknown claims are kept (`model_extra`). Claims of the wrong type are dropped
+    rather than failing, because the server, not the client, is the authority.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    sub: str | None = None
+    permissions: tuple[str, ...] = ()
+    iat: int | None = None
+    exp: int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The API's error body: `{"error": "<code>", "message": "<human text>"}`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    error: StrictStr
+    message: StrictStr
+
+
+class SyncSession(BaseModel):
+    """One sync session. Its fields are undocumented, so every field is kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str | None = None
+
+
+class SessionList(BaseModel):
+    """The body of `GET /sync/sessions`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    sessions: list[SyncSession]
+
+
+class AccessToken(BaseModel):
+    """The token the auth holds, with its timing on the monotonic clock.
+
+    `obtained_at` is when the token request was *sent* (so the lifetime can only be
+    underestimated); `lifetime` is `expires_in`, shortened by the claims when they
+    say so; `expires_at = obtained_at + lifetime`; `refresh_at` is when it becomes
+    due for an early refresh. `repr` never shows the token.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    access_token: SecretStr
+    token_type: str = "Bearer"  # noqa: S105
+    claims: TokenClaims = TokenClaims()
+    expires_in: int
+    lifetime: float
+    obtained_at: float
+    expires_at: float
+    refresh_at: float
+
+    # Built once per token so the per-request path does no string work.
+    authorization: SecretStr = Field(repr=False)
+
+    def remaining(self, now: float) -> float:
+        """Seconds left before expiry at monotonic time `now` (may be negative)."""
+        return self.expires_at - now

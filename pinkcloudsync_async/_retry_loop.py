@@ -1,0 +1,155 @@
+"""The bookkeeping of one request's attempts, shared by the async and sync `send`.
+
+It turns httpx outcomes into the inputs of `plan_retry` and carries the request's
+deadline; the clients' loops only send, sleep and close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+
+from ._auth import is_replayable
+from ._constants import (
+    ATTEMPTS_EXTENSION,
+    DEADLINE_EXTENSION,
+    IDEMPOTENT_EXTENSION,
+    LOGGER_NAME,
+    MAX_RETRIES_EXTENSION,
+)
+from ._exceptions import PinkCloudSyncError
+from ._retry_policy import RETRYABLE_STATUSES, Failure, RetryPolicy, parse_retry_after, plan_retry
+from ._timeouts import deadline_for, trimmed
+
+__all__ = ["RetryLoop", "classify_failure"]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NO_RESPONSE = (
+    httpx.ReadError,
+    httpx.ReadTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.RemoteProtocolError,
+)
+
+
+def classify_failure(exc: Exception) -> Failure | None:
+    """Whether a transport error may be retried at all, and under which rule."""
+    if isinstance(exc, PinkCloudSyncError):
+        return None  # our own (token acquisition) errors already had their retries
+    if isinstance(exc, _NOT_SENT):
+        return Failure.NOT_SENT
+    if isinstance(exc, _NO_RESPONSE):
+        return Failure.NO_RESPONSE
+    return None
+
+
+class RetryLoop:
+    """One request's attempts: asks `plan_retry` after each outcome."""
+
+    __slots__ = ("clock", "deadline", "policy", "request", "retries")
+
+    def __init__(
+        self, request: httpx.Request, policy: RetryPolicy, clock: Callable[[], float]
+    ) -> None:
+        self.request = request
+        self.clock = clock
+        self.retries = 0
+        extensions = request.extensions
+        override = extensions.get(MAX_RETRIES_EXTENSION)
+        if override is not None and override != policy.max_retries:
+            policy = RetryPolicy(
+                max_retries=override,
+                backoff_base=policy.backoff_base,
+                backoff_max=policy.backoff_max,
+                max_retry_after=policy.max_retry_after,
+            )
+        self.policy = policy
+        self.deadline = deadline_for(clock(), extensions.get("timeout"))
+        extensions[DEADLINE_EXTENSION] = self.deadline
+
+    def _stop(self) -> None:
+        if self.retries:
+            logger.debug(
+                "Giving up on %s %s after %d attempts",
+                self.request.method,
+                self.request.url.copy_with(query=None),
+                self.retries + 1,
+            )
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next attempt, or None: return this response."""
+        status = response.status_code
+        if status not in RETRYABLE_STATUSES:
+            if self.retries:
+                response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
+            return None
+        decision = plan_retry(
+            self.request.method,
+            retries_done=self.retries,
+            policy=self.policy,
+            now=self.clock(),
+            deadline=self.deadline,
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            idempotent=self._idempotent(),
+            replayable=is_replayable(self.request),
+        )
+        if not decision.retry:
+            response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
+            self._stop()
+            return None
+        self._log(decision.reason, decision.delay)
+        return decision.delay
+
+    def after_error(self, exc: Exception) -> float | None:
+        """Seconds to wait before the next attempt, or None: re-raise `exc`."""
+        failure = classify_failure(exc)
+        decision = None
+        if failure is not None:
+            decision = plan_retry(
+                self.request.method,
+                retries_done=self.retries,
+                policy=self.policy,
+                now=self.clock(),
+                deadline=self.deadline,
+                failure=failure,
+                idempotent=self._idempotent(),
+                replayable=is_replayable(self.request),
+            )
+        if decision is None or not decision.retry:
+            if self.retries and not isinstance(exc, PinkCloudSyncError):
+                exc._pinkcloudsync_attempts = self.retries + 1  # type: ignore[attr-defined]
+                exc.add_note(f"pinkcloudsync: gave up after {self.retries + 1} attempts")
+            self._stop()
+            return None
+        self._log(f"{type(exc).__name__} ({decision.reason})", decision.delay)
+        return decision.delay
+
+    def next_attempt(self) -> None:
+        """Count the retry; no attempt may outlive the request's deadline."""
+        self.retries += 1
+        if self.deadline is not None:
+            extensions = self.request.extensions
+            extensions["timeout"] = trimmed(extensions.get("timeout"), self.deadline - self.clock())
+
+    def _idempotent(self) -> bool:
+        request = self.request
+        return bool(request.extensions.get(IDEMPOTENT_EXTENSION)) or (
+            "idempotency-key" in request.headers
+        )
+
+    def _log(self, reason: str, delay: float) -> None:
+        logger.debug(
+            "Retrying %s %s in %.2fs (%s; retry %d of %d)",
+            self.request.method,
+            self.request.url.copy_with(query=None),
+            delay,
+            reason,
+            self.retries + 1,
+            self.policy.max_retries,
+        )
