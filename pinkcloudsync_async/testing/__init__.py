@@ -1,0 +1,1 @@
+"""The PinkCloudSync emulator, for demos and for testing code that uses this library."""
