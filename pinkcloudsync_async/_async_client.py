@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx
+from anyio.lowlevel import EventLoopToken, current_token
 from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from httpx._types import AuthTypes
 from pydantic import SecretStr
@@ -23,10 +24,12 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_MAX,
 )
 from ._models import AccessToken, SessionList
-from ._retry_loop import RetryLoop
+from ._retry_loop import RetryLoop, is_retry_candidate
 from ._timeouts import deadline_for
 
 __all__ = ["AsyncPinkCloudSyncClient"]
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
 
 
 class AsyncPinkCloudSyncClient(httpx.AsyncClient):
@@ -70,6 +73,15 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._pcs_auth = parts.auth
         super().__init__(**parts.httpx_kwargs)
         self._retry_policy = parts.policy
+        # A pool's connections belong to the event loop that opened them. When the
+        # client built its own transport, a later loop (a second asyncio.run() in a
+        # REPL) gets a fresh one instead of a connection from a dead loop.
+        self._rebuildable_transport: dict[str, Any] | None = (
+            None
+            if "transport" in httpx_kwargs or "mounts" in httpx_kwargs
+            else {k: httpx_kwargs[k] for k in _TRANSPORT_OPTIONS if k in httpx_kwargs}
+        )
+        self._transport_loop: EventLoopToken | None = None
         self._clock = _clock
         self._sleep = _sleep
         parts.auth.bind(self.build_request, async_sender=self._send_token_request)
@@ -125,23 +137,39 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
         """Send with the retry policy; after the last attempt its response is returned."""
-        loop = RetryLoop(request, self._retry_policy, self._clock)
+        if self._rebuildable_transport is not None:
+            self._follow_event_loop()
+        started = self._clock()
+        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
         while True:
             try:
                 response = await super().send(
                     request, stream=stream, auth=auth, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
-                delay = loop.after_error(exc)
+                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
-                delay = loop.after_response(response)
+                if retry is None and not is_retry_candidate(response):
+                    return response
+                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                delay = retry.after_response(response)
                 if delay is None:
                     return response
                 await response.aclose()
             await self._sleep(delay)
-            loop.next_attempt()
+            retry.next_attempt()
+
+    def _follow_event_loop(self) -> None:
+        loop = current_token()
+        if loop != self._transport_loop:
+            if self._transport_loop is not None:
+                assert self._rebuildable_transport is not None
+                # The old pool's loop is gone, so it cannot be closed; let it go.
+                self._transport = httpx.AsyncHTTPTransport(**self._rebuildable_transport)
+            self._transport_loop = loop
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # auth=None: the token request carries no bearer; never follow a redirect

@@ -37,7 +37,7 @@ from ._constants import (
 )
 from ._exceptions import APIConnectionError, ConfigurationError, RequestTimeoutError
 from ._models import AccessToken
-from ._timeouts import trimmed
+from ._timeouts import deadline_for, trimmed
 from ._token_exchange import token_from_response
 from ._token_lifecycle import Action, Flight, TokenLifecycle
 
@@ -139,6 +139,15 @@ class PinkCloudSyncAuth(httpx.Auth):
         """The token held now, if any (it may be due or expired)."""
         return self._lifecycle.token
 
+    def _deadline(self, request: httpx.Request) -> float | None:
+        # Set by the retry loop once a request is retried; on a first attempt the
+        # flow starts as the request does, so its budget runs from now.
+        extensions = request.extensions
+        if DEADLINE_EXTENSION in extensions:
+            deadline: float | None = extensions[DEADLINE_EXTENSION]
+            return deadline
+        return deadline_for(self._clock(), extensions.get("timeout"))
+
     def _is_for_api(self, request: httpx.Request) -> bool:
         url = request.url
         return (url.scheme, url.host, url.port) == self._origin
@@ -214,14 +223,14 @@ class PinkCloudSyncAuth(httpx.Auth):
             return
         token = self._lifecycle.token
         if token is None or self._clock() >= token.refresh_at:
-            token = await self._async_acquire(request.extensions.get(DEADLINE_EXTENSION))
+            token = await self._async_acquire(self._deadline(request))
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
         if response.status_code == 401 and is_replayable(request):
             # Refused: drop the token unless a newer one already replaced it, then
             # replay once. A second 401 goes back to the caller.
             self._lifecycle.invalidate(token)
-            token = await self._async_acquire(request.extensions.get(DEADLINE_EXTENSION))
+            token = await self._async_acquire(self._deadline(request))
             request.headers["Authorization"] = token.authorization.get_secret_value()
             yield request
 
@@ -336,13 +345,13 @@ class PinkCloudSyncAuth(httpx.Auth):
             return
         token = self._lifecycle.token
         if token is None or self._clock() >= token.refresh_at:
-            token = self._sync_acquire(request.extensions.get(DEADLINE_EXTENSION))
+            token = self._sync_acquire(self._deadline(request))
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
         if response.status_code == 401 and is_replayable(request):
             with self._thread_lock:
                 self._lifecycle.invalidate(token)
-            token = self._sync_acquire(request.extensions.get(DEADLINE_EXTENSION))
+            token = self._sync_acquire(self._deadline(request))
             request.headers["Authorization"] = token.authorization.get_secret_value()
             yield request
 

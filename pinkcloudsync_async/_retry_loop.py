@@ -23,7 +23,7 @@ from ._exceptions import PinkCloudSyncError
 from ._retry_policy import RETRYABLE_STATUSES, Failure, RetryPolicy, parse_retry_after, plan_retry
 from ._timeouts import deadline_for, trimmed
 
-__all__ = ["RetryLoop", "classify_failure"]
+__all__ = ["RetryLoop", "classify_failure", "is_retry_candidate"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -48,13 +48,22 @@ def classify_failure(exc: Exception) -> Failure | None:
     return None
 
 
+def is_retry_candidate(response: httpx.Response) -> bool:
+    """The one check the per-request fast path makes before any bookkeeping."""
+    return response.status_code in RETRYABLE_STATUSES
+
+
 class RetryLoop:
-    """One request's attempts: asks `plan_retry` after each outcome."""
+    """One request's attempts after the first one failed: asks `plan_retry` each time."""
 
     __slots__ = ("clock", "deadline", "policy", "request", "retries")
 
     def __init__(
-        self, request: httpx.Request, policy: RetryPolicy, clock: Callable[[], float]
+        self,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        clock: Callable[[], float],
+        started: float,
     ) -> None:
         self.request = request
         self.clock = clock
@@ -69,7 +78,8 @@ class RetryLoop:
                 max_retry_after=policy.max_retry_after,
             )
         self.policy = policy
-        self.deadline = deadline_for(clock(), extensions.get("timeout"))
+        # Built only once a first attempt failed, but the budget runs from `started`.
+        self.deadline = deadline_for(started, extensions.get("timeout"))
         extensions[DEADLINE_EXTENSION] = self.deadline
 
     def _stop(self) -> None:
@@ -85,8 +95,7 @@ class RetryLoop:
         """Seconds to wait before the next attempt, or None: return this response."""
         status = response.status_code
         if status not in RETRYABLE_STATUSES:
-            if self.retries:
-                response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
+            response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
             return None
         decision = plan_retry(
             self.request.method,

@@ -26,7 +26,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_MAX,
 )
 from ._models import AccessToken, SessionList
-from ._retry_loop import RetryLoop
+from ._retry_loop import RetryLoop, is_retry_candidate
 from ._timeouts import deadline_for
 
 __all__ = ["PinkCloudSyncClient"]
@@ -98,23 +98,28 @@ class PinkCloudSyncClient(httpx.Client):
         follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
         """Send with the retry policy; after the last attempt its response is returned."""
-        loop = RetryLoop(request, self._retry_policy, self._clock)
+        started = self._clock()
+        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
         while True:
             try:
                 response = super().send(
                     request, stream=stream, auth=auth, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
-                delay = loop.after_error(exc)
+                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
-                delay = loop.after_response(response)
+                if retry is None and not is_retry_candidate(response):
+                    return response
+                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                delay = retry.after_response(response)
                 if delay is None:
                     return response
                 response.close()
             self._sleep(delay)
-            loop.next_attempt()
+            retry.next_attempt()
 
     def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         return self.send(request, auth=None, follow_redirects=False)
