@@ -126,6 +126,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                 task_group.cancel_scope.cancel()
                 await task_group.__aexit__(None, None, None)
         finally:
+            self._pcs_auth.settle_background_refresh()
             await super().__aexit__(exc_type, exc_value, traceback)
 
     async def send(

@@ -118,6 +118,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         self._request_factory: RequestFactory | None = None
         # Set by AsyncPinkCloudSyncClient.__aenter__: early refreshes run there.
         self.task_group: anyio.abc.TaskGroup | None = None
+        self._background_flight: Flight[AccessToken] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(api_key={self._api_key!r}, base_url={str(self._base_url)!r})"
@@ -266,6 +267,7 @@ class PinkCloudSyncAuth(httpx.Auth):
             if action is Action.USE_AND_REFRESH:
                 assert token is not None
                 if self.task_group is not None:
+                    self._background_flight = flight
                     self.task_group.start_soon(self._async_background_refresh, flight)
                     return token
                 # No task group to own it: this one caller carries the refresh.
@@ -284,6 +286,14 @@ class PinkCloudSyncAuth(httpx.Auth):
             await event.wait()
             return
         raise RequestTimeoutError("Timed out waiting for an access token.")
+
+    def settle_background_refresh(self) -> None:
+        """After the task group closed: a refresh task cancelled before its first step
+        never ran its own cleanup, so abandon its flight here for it."""
+        flight, self._background_flight = self._background_flight, None
+        if flight is not None and not flight.done:
+            self._lifecycle.abandon(flight)
+            _async_event(flight).set()
 
     async def _async_background_refresh(self, flight: Flight[AccessToken]) -> None:
         # An error was already delivered to every waiter; raising it here would
