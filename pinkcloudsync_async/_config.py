@@ -79,6 +79,8 @@ def resolve_settings(
             f"base_url must be an absolute http(s) URL, got {str(url)!r} "
             f"(set base_url= or {BASE_URL_ENV})."
         )
+    if b"?" in url.raw_path or url.fragment:
+        raise ConfigurationError("base_url must not carry a query string or a fragment.")
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise ConfigurationError(
             f"Refusing to send credentials over plain HTTP to {url.host}: use https, a "

@@ -84,7 +84,7 @@ class SyncSession(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: str | None = None
+    id: str | int | None = None
 
 
 class SessionList(BaseModel):

@@ -6,10 +6,12 @@ loops ask `plan_retry` and do what it says.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +35,15 @@ __all__ = [
     "should_retry",
 ]
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # 429 is retried for every method: the server refused without processing anything.
 # The 5xx are retried only where repeating the request is safe.
 _ALWAYS_RETRYABLE = frozenset({429})
 _IDEMPOTENT_RETRYABLE = frozenset({500, 502, 503, 504})
 RETRYABLE_STATUSES = _ALWAYS_RETRYABLE | _IDEMPOTENT_RETRYABLE
+# RFC 9110 delta-seconds are digits; a sign and a decimal fraction are tolerated
+# (negative values are then ignored), exponents and other number forms are not.
+_DELTA_SECONDS = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
 class Failure(enum.Enum):
@@ -64,7 +69,12 @@ class RetryPolicy:
             raise ValueError("max_retries must be >= 0")
         for name in ("backoff_base", "backoff_max", "max_retry_after"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0")
 
 
@@ -115,20 +125,20 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     text = value.strip()
     if not text:
         return None
-    try:
+    if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-        return None
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
+        return abs(seconds)  # "-0" means 0
+    if text[0] in "+-" or text[0].isdigit():
+        return None  # a malformed number, not a date
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP-dates are GMT
-        return None
+    if when.tzinfo is None:
+        # The asctime form carries no zone; every HTTP-date is GMT (RFC 9110 5.6.7).
+        when = when.replace(tzinfo=datetime.UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
 
@@ -149,7 +159,8 @@ def next_delay(
     """
     if retry_after is not None:
         return None if retry_after > policy.max_retry_after else retry_after
-    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0**retries_done))
+    # The exponent is capped: 2.0**1024 overflows, and the cap is reached long before.
+    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0 ** min(retries_done, 64)))
     return rand() * ceiling
 
 

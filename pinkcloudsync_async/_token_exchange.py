@@ -6,6 +6,7 @@ Shared by the async and sync flows; no I/O happens here.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import httpx
@@ -70,7 +71,8 @@ def decode_claims(raw_token: str) -> TokenClaims:
         known["permissions"] = tuple(permissions)
     for name in ("iat", "exp"):
         value = payload.pop(name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # PyJWT's JSON accepts NaN and Infinity; a date must be a finite number.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             known[name] = int(value)
     return TokenClaims(**known, **payload)
 

@@ -174,7 +174,8 @@ class TokenLifecycle(Generic[TokenT]):
         token = self.token
         if token is not None and now < token.expires_at:
             self.failed_refreshes += 1
-            backoff = min(self.backoff_max, self.backoff_base * 2.0 ** (self.failed_refreshes - 1))
+            exponent = min(self.failed_refreshes - 1, 64)  # 2.0**1024 would overflow
+            backoff = min(self.backoff_max, self.backoff_base * 2.0**exponent)
             self.refresh_not_before = now + backoff
             return True
         return False
