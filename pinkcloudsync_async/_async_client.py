@@ -14,7 +14,7 @@ from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from httpx._types import AuthTypes
 from pydantic import SecretStr
 
-from ._auth import PinkCloudSyncAuth
+from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
     DEFAULT_MAX_RETRIES,
@@ -141,6 +141,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         if self._rebuildable_transport is not None:
             self._follow_event_loop()
         started = self._clock()
+        replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
         while True:
             try:
@@ -148,14 +149,14 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                     request, stream=stream, auth=auth, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
-                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                retry = retry or self._retry_loop(request, started, replayable)
                 delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
                 if retry is None and not is_retry_candidate(response):
                     return response
-                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                retry = retry or self._retry_loop(request, started, replayable)
                 delay = retry.after_response(response)
                 if delay is None:
                     return response
@@ -172,6 +173,16 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                 self._transport = httpx.AsyncHTTPTransport(**self._rebuildable_transport)
             self._transport_loop = loop
 
+    def _retry_loop(self, request: httpx.Request, started: float, replayable: bool) -> RetryLoop:
+        return RetryLoop(
+            request,
+            self._retry_policy,
+            self._clock,
+            started,
+            replayable=replayable,
+            unbudgeted=self._pcs_auth.unbudgeted_timeout,
+        )
+
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # auth=None: the token request carries no bearer; never follow a redirect
         # with the secret in the body.
@@ -179,7 +190,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
 
     async def get_token(self) -> AccessToken:
         """The current valid `AccessToken`, fetched or refreshed if needed."""
-        deadline = deadline_for(self._clock(), self.timeout.as_dict())
+        deadline = deadline_for(
+            self._clock(), self.timeout.as_dict(), self._pcs_auth.unbudgeted_timeout
+        )
         return await self._pcs_auth.async_get_token(deadline)
 
     async def list_sessions(self) -> SessionList:

@@ -51,8 +51,9 @@ RequestFactory = Callable[..., httpx.Request]
 
 
 def is_replayable(request: httpx.Request) -> bool:
-    """Can this request's body be sent a second time? (Not a consumed generator.)"""
-    return isinstance(request.stream, httpx.ByteStream) or hasattr(request, "_content")
+    """Can this request's body be sent again? Ask before the first send: a transport
+    that buffers a generator body (MockTransport does) swaps in a ByteStream."""
+    return isinstance(request.stream, httpx.ByteStream)
 
 
 def _clone(error: Exception) -> Exception:
@@ -119,6 +120,8 @@ class PinkCloudSyncAuth(httpx.Auth):
         # Set by AsyncPinkCloudSyncClient.__aenter__: early refreshes run there.
         self.task_group: anyio.abc.TaskGroup | None = None
         self._background_flight: Flight[AccessToken] | None = None
+        # The library's default timeout bounds each phase, not a request's total.
+        self.unbudgeted_timeout: dict[str, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(api_key={self._api_key!r}, base_url={str(self._base_url)!r})"
@@ -147,7 +150,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         if DEADLINE_EXTENSION in extensions:
             deadline: float | None = extensions[DEADLINE_EXTENSION]
             return deadline
-        return deadline_for(self._clock(), extensions.get("timeout"))
+        return deadline_for(self._clock(), extensions.get("timeout"), self.unbudgeted_timeout)
 
     def _is_for_api(self, request: httpx.Request) -> bool:
         url = request.url
@@ -225,11 +228,15 @@ class PinkCloudSyncAuth(httpx.Auth):
         token = self._lifecycle.token
         if token is None or self._clock() >= token.refresh_at:
             token = await self._async_acquire(self._deadline(request))
+        replayable = is_replayable(request)
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
-        if response.status_code == 401 and is_replayable(request):
+        if response.status_code == 401 and replayable:
             # Refused: drop the token unless a newer one already replaced it, then
             # replay once. A second 401 goes back to the caller.
+            # Read the refusal first: until then it holds its pool connection, and
+            # the token request may need that very connection (a full pool deadlocks).
+            await response.aread()
             self._lifecycle.invalidate(token)
             token = await self._async_acquire(self._deadline(request))
             request.headers["Authorization"] = token.authorization.get_secret_value()
@@ -356,9 +363,11 @@ class PinkCloudSyncAuth(httpx.Auth):
         token = self._lifecycle.token
         if token is None or self._clock() >= token.refresh_at:
             token = self._sync_acquire(self._deadline(request))
+        replayable = is_replayable(request)
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
-        if response.status_code == 401 and is_replayable(request):
+        if response.status_code == 401 and replayable:
+            response.read()  # frees its pool connection for the token request
             with self._thread_lock:
                 self._lifecycle.invalidate(token)
             token = self._sync_acquire(self._deadline(request))

@@ -87,7 +87,9 @@ def build_parts(
         clock=clock,
     )
     kwargs = dict(httpx_kwargs)
-    kwargs.setdefault("timeout", DEFAULT_TIMEOUT)  # never httpx's "no timeout" by accident
+    if "timeout" not in kwargs:
+        kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
+        auth.unbudgeted_timeout = DEFAULT_TIMEOUT.as_dict()
     kwargs["base_url"] = settings.base_url
     kwargs["auth"] = auth
     return ClientParts(auth, policy, kwargs)

@@ -42,6 +42,10 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _pick(name: str, argument: str | None, environ: Mapping[str, str], env_name: str) -> str:
     value = argument if argument is not None else environ.get(env_name)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -65,8 +69,15 @@ def resolve_settings(
     Precedence, for every setting: argument > environment variable > default.
     """
     env = os.environ if environ is None else environ
-    key = _pick("api_key", api_key, env, API_KEY_ENV)
     raw_secret = api_secret.get_secret_value() if isinstance(api_secret, SecretStr) else api_secret
+    key_value = api_key if api_key is not None else env.get(API_KEY_ENV)
+    secret_value = raw_secret if raw_secret is not None else env.get(API_SECRET_ENV)
+    if _blank(key_value) and _blank(secret_value):
+        raise ConfigurationError(
+            f"No API credentials configured: set {API_KEY_ENV} and {API_SECRET_ENV} "
+            "(or pass api_key= and api_secret=)."
+        )
+    key = _pick("api_key", api_key, env, API_KEY_ENV)
     secret = SecretStr(_pick("api_secret", raw_secret, env, API_SECRET_ENV))
 
     raw_url = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL

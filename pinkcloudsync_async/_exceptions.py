@@ -190,9 +190,33 @@ def _describe_body(response: httpx.Response) -> tuple[str, str]:
     return fallback_code, f"{reason} (non-JSON error body: {content_type}, {len(body)} bytes)"
 
 
+_REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret value replaced: a server may echo what it was sent."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _sent_credentials(response: httpx.Response) -> tuple[str, ...]:
+    # A server (or a proxy) may echo the request's bearer token in its message.
+    try:
+        authorization = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a Response built by hand has no request
+        return ()
+    _, _, credentials = authorization.partition(" ")
+    return (credentials.strip(),) if credentials.strip() else ()
+
+
 def api_error_for(response: httpx.Response, *, attempts: int = 1) -> APIError:
-    """The typed error for an error response (not raised)."""
+    """The typed error for an error response (not raised); never echoes the bearer token."""
     code, message = _describe_body(response)
+    sent = _sent_credentials(response)
+    if sent:
+        code, message = redact(code, sent), redact(message, sent)
     cls = _error_class(response.status_code)
     kwargs: dict[str, Any] = {
         "status_code": response.status_code,

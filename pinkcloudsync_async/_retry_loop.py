@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
-from ._auth import is_replayable
 from ._constants import (
     ATTEMPTS_EXTENSION,
     DEADLINE_EXTENSION,
@@ -56,7 +56,7 @@ def is_retry_candidate(response: httpx.Response) -> bool:
 class RetryLoop:
     """One request's attempts after the first one failed: asks `plan_retry` each time."""
 
-    __slots__ = ("clock", "deadline", "policy", "request", "retries")
+    __slots__ = ("clock", "deadline", "policy", "replayable", "request", "retries")
 
     def __init__(
         self,
@@ -64,8 +64,12 @@ class RetryLoop:
         policy: RetryPolicy,
         clock: Callable[[], float],
         started: float,
+        *,
+        replayable: bool,
+        unbudgeted: dict[str, Any] | None,
     ) -> None:
         self.request = request
+        self.replayable = replayable
         self.clock = clock
         self.retries = 0
         extensions = request.extensions
@@ -79,7 +83,7 @@ class RetryLoop:
             )
         self.policy = policy
         # Built only once a first attempt failed, but the budget runs from `started`.
-        self.deadline = deadline_for(started, extensions.get("timeout"))
+        self.deadline = deadline_for(started, extensions.get("timeout"), unbudgeted)
         extensions[DEADLINE_EXTENSION] = self.deadline
 
     def _stop(self) -> None:
@@ -106,7 +110,7 @@ class RetryLoop:
             status_code=status,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             idempotent=self._idempotent(),
-            replayable=is_replayable(self.request),
+            replayable=self.replayable,
         )
         if not decision.retry:
             response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
@@ -128,7 +132,7 @@ class RetryLoop:
                 deadline=self.deadline,
                 failure=failure,
                 idempotent=self._idempotent(),
-                replayable=is_replayable(self.request),
+                replayable=self.replayable,
             )
         if decision is None or not decision.retry:
             if self.retries and not isinstance(exc, PinkCloudSyncError):

@@ -16,7 +16,7 @@ from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from httpx._types import AuthTypes
 from pydantic import SecretStr
 
-from ._auth import PinkCloudSyncAuth
+from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
     DEFAULT_MAX_RETRIES,
@@ -99,6 +99,7 @@ class PinkCloudSyncClient(httpx.Client):
     ) -> httpx.Response:
         """Send with the retry policy; after the last attempt its response is returned."""
         started = self._clock()
+        replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
         while True:
             try:
@@ -106,14 +107,14 @@ class PinkCloudSyncClient(httpx.Client):
                     request, stream=stream, auth=auth, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
-                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                retry = retry or self._retry_loop(request, started, replayable)
                 delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
                 if retry is None and not is_retry_candidate(response):
                     return response
-                retry = retry or RetryLoop(request, self._retry_policy, self._clock, started)
+                retry = retry or self._retry_loop(request, started, replayable)
                 delay = retry.after_response(response)
                 if delay is None:
                     return response
@@ -121,12 +122,24 @@ class PinkCloudSyncClient(httpx.Client):
             self._sleep(delay)
             retry.next_attempt()
 
+    def _retry_loop(self, request: httpx.Request, started: float, replayable: bool) -> RetryLoop:
+        return RetryLoop(
+            request,
+            self._retry_policy,
+            self._clock,
+            started,
+            replayable=replayable,
+            unbudgeted=self._pcs_auth.unbudgeted_timeout,
+        )
+
     def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         return self.send(request, auth=None, follow_redirects=False)
 
     def get_token(self) -> AccessToken:
         """The current valid `AccessToken`, fetched or refreshed if needed."""
-        deadline = deadline_for(self._clock(), self.timeout.as_dict())
+        deadline = deadline_for(
+            self._clock(), self.timeout.as_dict(), self._pcs_auth.unbudgeted_timeout
+        )
         return self._pcs_auth.sync_get_token(deadline)
 
     def list_sessions(self) -> SessionList:

@@ -10,13 +10,17 @@ __all__ = ["deadline_for", "trimmed"]
 _PHASES = ("connect", "read", "write", "pool")
 
 
-def deadline_for(now: float, timeout: dict[str, Any] | None) -> float | None:
+def deadline_for(
+    now: float, timeout: dict[str, Any] | None, unbudgeted: dict[str, Any] | None = None
+) -> float | None:
     """When a request sent at `now` with this `timeout` must be done, or None.
 
-    The budget is the largest phase timeout: `timeout=5` means 5 s in total across
-    retries and the wait for a token, while httpx still applies each phase's own.
+    A timeout the user set is a budget: its largest phase, so `timeout=5` means 5 s
+    in total across retries and the wait for a token, while httpx still applies
+    each phase's own. The library's default (`unbudgeted`) bounds phases only, so a
+    default client still honours a `Retry-After` up to the cap.
     """
-    if not timeout:
+    if not timeout or timeout == unbudgeted:
         return None
     values = [v for v in timeout.values() if v is not None and math.isfinite(v)]
     return now + max(values) if values else None

@@ -14,7 +14,7 @@ import jwt
 from pydantic import SecretStr, ValidationError
 
 from ._constants import ATTEMPTS_EXTENSION
-from ._exceptions import InvalidResponseError, api_error_for
+from ._exceptions import InvalidResponseError, api_error_for, redact
 from ._models import AccessToken, TokenClaims, TokenResponse
 from ._token_lifecycle import effective_lifetime, refresh_lead
 
@@ -24,16 +24,6 @@ __all__ = [
     "redact",
     "token_from_response",
 ]
-
-_REDACTED = "[redacted]"
-
-
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret value replaced: a server may echo what it was sent."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
 
 
 def describe_validation_error(error: ValidationError) -> str:
