@@ -1,0 +1,7 @@
+"""`python -m pinkcloudsync_async`: the `pinkcloudsync` command line."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())
