@@ -8,13 +8,13 @@ no loop, nothing to close.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
 import httpx
+from anyio.lowlevel import current_token
 
 __all__ = ["SyncASGITransport"]
 
@@ -29,9 +29,10 @@ ASGIApp = Callable[
 
 
 def _in_event_loop() -> bool:
+    # Any event loop, asyncio's or trio's: anyio.run() cannot nest in either.
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+        current_token()
+    except anyio.NoEventLoopError:
         return False
     return True
 
