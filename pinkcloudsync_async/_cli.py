@@ -103,7 +103,9 @@ class _Call:
                 timeout=args.timeout,
             )
         except ConfigurationError as exc:
-            raise CLIError(str(exc), 2) from None
+            # The library's advice names its argument; here the flag is what to use.
+            text = str(exc).replace("allow_insecure_http=True", "--allow-insecure-http")
+            raise CLIError(text, 2) from None
 
     def redact(self, text: str) -> str:
         token = self.client.auth.token
@@ -194,7 +196,8 @@ def _command_request(args: argparse.Namespace) -> int:
     async def body(client: AsyncPinkCloudSyncClient) -> int:
         kwargs = {} if args.json is None else {"json": body_json}
         response = await client.request(args.method.upper(), path.lstrip("/"), **kwargs)
-        print(f"{response.status_code} {response.reason_phrase}")
+        # The status goes to stderr so that stdout is the body alone (pipe it to jq).
+        print(f"{response.status_code} {response.reason_phrase}", file=sys.stderr)
         try:
             text = json.dumps(_hide_tokens(json.loads(response.content)), indent=2)
         except ValueError:
@@ -303,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.status
+    except ImportError as exc:
+        # `emulator` and `demo` need the [emulator] extra; say so in one line.
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

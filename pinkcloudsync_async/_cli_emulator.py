@@ -95,6 +95,10 @@ async def _serve(emulator: Emulator, host: str, port: int, custom_keys: bool) ->
                 break
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def run_emulator(args: argparse.Namespace) -> int:
     """The `emulator` command."""
     keys = [parse_key(spec) for spec in args.key] if args.key else None
@@ -113,8 +117,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         pass
     stats = emulator.stats
     print(
-        f"{PROG}: emulator stopped after {stats.token_requests} token requests "
-        f"and {stats.api_requests} API requests",
+        f"{PROG}: emulator stopped after {_count(stats.token_requests, 'token request')} "
+        f"and {_count(stats.api_requests, 'API request')}",
         file=sys.stderr,
     )
     return 0

@@ -239,15 +239,32 @@ class TestTokenCommand:
         status, _, err = run(capsys, "token", "--base-url", "http://api.invalid/v1")
         assert status == 2
         assert "plain HTTP" in err
+        assert "--allow-insecure-http" in err  # the flag to use here, not the argument
+
+    @pytest.mark.parametrize("command", [["emulator", "--port", "0"], ["demo"]])
+    def test_without_the_emulator_extra_it_is_one_line_exit_2(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        command: list[str],
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+        status, _, err = run(capsys, *command)
+        assert status == 2
+        assert err.strip() == (
+            "pinkcloudsync: error: Serving the emulator needs uvicorn: "
+            'pip install "pinkcloudsync-async[emulator]"'
+        )
 
 
 class TestSessionsAndRequest:
     def test_sessions_prints_json(
         self, capsys: pytest.CaptureFixture[str], configured: EmulatorProcess
     ) -> None:
-        status, out, _ = run(capsys, "request", "POST", "sync/sessions", "--json", '{"n": 1}')
+        status, out, err = run(capsys, "request", "POST", "sync/sessions", "--json", '{"n": 1}')
         assert status == 0
-        assert out.startswith("201 Created\n")
+        assert err == "201 Created\n"
+        assert {"n": 1}.items() <= json.loads(out).items()  # stdout is the body alone
         status, out, _ = run(capsys, "sessions")
         assert status == 0
         sessions = json.loads(out)["sessions"]
@@ -265,11 +282,11 @@ class TestSessionsAndRequest:
     def test_request_prints_status_and_body_and_fails_on_errors(
         self, capsys: pytest.CaptureFixture[str], configured: EmulatorProcess
     ) -> None:
-        status, out, _ = run(capsys, "request", "GET", "/sync/nothing")
+        status, out, err = run(capsys, "request", "GET", "/sync/nothing")
         assert status == 1
-        assert out.startswith("404 Not Found\n")
-        assert '"error": "not_found"' in out
-        status, out, _ = run(
+        assert err == "404 Not Found\n"
+        assert json.loads(out)["error"] == "not_found"
+        status, out, err = run(
             capsys,
             "request",
             "post",
@@ -280,7 +297,8 @@ class TestSessionsAndRequest:
             f"--api-secret={RO_SECRET}",
         )
         assert status == 1
-        assert out.startswith("403 Forbidden\n")
+        assert err == "403 Forbidden\n"
+        assert json.loads(out)["error"] == "insufficient_permissions"
 
     def test_request_never_prints_an_access_token(
         self, capsys: pytest.CaptureFixture[str], configured: EmulatorProcess
