@@ -164,6 +164,12 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             await self._sleep(delay)
             retry.next_attempt()
 
+    async def aclose(self) -> None:
+        """Close the client's connections (on whichever event loop is running now)."""
+        if self._rebuildable_transport is not None:
+            self._follow_event_loop()  # the old loop's pool cannot be closed from here
+        await super().aclose()
+
     def _follow_event_loop(self) -> None:
         loop = current_token()
         if loop != self._transport_loop:

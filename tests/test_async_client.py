@@ -619,3 +619,42 @@ class TestRawRequests:
                 token = await c.get_token()
         assert token.access_token.get_secret_value() == "tok-1"
         assert api["token"].call_count == 1
+
+
+class TestSuccessiveEventLoopsOverARealSocket:
+    """A REPL user's two `asyncio.run()` calls, against a real server: the pool's
+    connections belong to the first loop, so the client must not reuse them."""
+
+    # The first loop's pooled socket can only be left to the garbage collector
+    # (its loop is gone); collected here, its ResourceWarning is expected.
+    @pytest.mark.filterwarnings("ignore::ResourceWarning")
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+    def test_requests_and_aclose_on_later_loops(self) -> None:
+        import gc
+
+        from pinkcloudsync_async.testing import (
+            DEFAULT_API_KEY,
+            DEFAULT_API_SECRET,
+            Emulator,
+            serve_emulator,
+        )
+
+        emulator = Emulator()
+        # The server runs on its own loop in a thread, so it outlives the client's loops.
+        with (
+            anyio.from_thread.start_blocking_portal(backend="asyncio") as portal,
+            portal.wrap_async_context_manager(serve_emulator(emulator)) as url,
+        ):
+            client = AsyncPinkCloudSyncClient(DEFAULT_API_KEY, DEFAULT_API_SECRET, base_url=url)
+
+            async def list_sessions() -> int:
+                with anyio.fail_after(10):
+                    return len((await client.list_sessions()).sessions)
+
+            assert asyncio.run(list_sessions()) == 0
+            assert asyncio.run(list_sessions()) == 0  # reused the dead loop's socket before
+            asyncio.run(client.aclose())  # so did closing
+            assert client.is_closed
+            assert emulator.stats.token_requests == 1  # the token outlives the loop
+            assert emulator.stats.api_requests_by_status[200] == 2
+            gc.collect()
