@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
+    DEADLINE_EXTENSION,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REFRESH_MARGIN,
@@ -25,7 +26,7 @@ from ._constants import (
 )
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
-from ._timeouts import deadline_for
+from ._timeouts import deadline_for, release_budget
 
 __all__ = ["AsyncPinkCloudSyncClient"]
 
@@ -82,6 +83,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             else {k: httpx_kwargs[k] for k in _TRANSPORT_OPTIONS if k in httpx_kwargs}
         )
         self._transport_loop: EventLoopToken | None = None
+        self._entered_by: int | None = None
         self._clock = _clock
         self._sleep = _sleep
         parts.auth.bind(self.build_request, async_sender=self._send_token_request)
@@ -111,6 +113,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._pcs_auth.task_group = task_group
+        self._entered_by = anyio.get_current_task().id
         return self
 
     async def __aexit__(
@@ -123,8 +126,15 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._pcs_auth.task_group = None
         try:
             if task_group is not None:
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
+                if anyio.get_current_task().id == self._entered_by:
+                    task_group.cancel_scope.cancel()
+                    await task_group.__aexit__(None, None, None)
+                else:
+                    # Only the task that entered a task group may exit it, and
+                    # cancelling its scope would cancel that task. Some callers exit
+                    # from another task (pytest-asyncio runs a fixture's teardown in
+                    # a new one): there the refresh is cancelled, not waited for.
+                    self._pcs_auth.cancel_background_refresh()
         finally:
             self._pcs_auth.settle_background_refresh()
             await super().__aexit__(exc_type, exc_value, traceback)
@@ -142,27 +152,31 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             self._follow_event_loop()
         started = self._clock()
         replayable = is_replayable(request)  # before a transport buffers the body
-        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
-        while True:
-            try:
-                response = await super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                )
-            except httpx.TransportError as exc:
-                retry = retry or self._retry_loop(request, started, replayable)
-                delay = retry.after_error(exc)
-                if delay is None:
-                    raise
-            else:
-                if retry is None and not is_retry_candidate(response):
-                    return response
-                retry = retry or self._retry_loop(request, started, replayable)
-                delay = retry.after_response(response)
-                if delay is None:
-                    return response
-                await response.aclose()
-            await self._sleep(delay)
-            retry.next_attempt()
+        try:
+            retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+            while True:
+                try:
+                    response = await super().send(
+                        request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                    )
+                except httpx.TransportError as exc:
+                    retry = retry or self._retry_loop(request, started, replayable)
+                    delay = retry.after_error(exc)
+                    if delay is None:
+                        raise
+                else:
+                    if retry is None and not is_retry_candidate(response):
+                        return response
+                    retry = retry or self._retry_loop(request, started, replayable)
+                    delay = retry.after_response(response)
+                    if delay is None:
+                        return response
+                    await response.aclose()
+                await self._sleep(delay)
+                retry.next_attempt()
+        finally:
+            if DEADLINE_EXTENSION in request.extensions:
+                release_budget(request.extensions)  # the request may be sent again
 
     async def aclose(self) -> None:
         """Close the client's connections (on whichever event loop is running now)."""

@@ -37,7 +37,7 @@ from ._constants import (
 )
 from ._exceptions import APIConnectionError, ConfigurationError, RequestTimeoutError
 from ._models import AccessToken
-from ._timeouts import deadline_for, trimmed
+from ._timeouts import apply_budget, deadline_for, trimmed
 from ._token_exchange import token_from_response
 from ._token_lifecycle import Action, Flight, TokenLifecycle
 
@@ -120,6 +120,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         # Set by AsyncPinkCloudSyncClient.__aenter__: early refreshes run there.
         self.task_group: anyio.abc.TaskGroup | None = None
         self._background_flight: Flight[AccessToken] | None = None
+        self._background_scope: anyio.CancelScope | None = None
         # The library's default timeout bounds each phase, not a request's total.
         self.unbudgeted_timeout: dict[str, float | None] | None = None
 
@@ -143,14 +144,23 @@ class PinkCloudSyncAuth(httpx.Auth):
         """The token held now, if any (it may be due or expired)."""
         return self._lifecycle.token
 
-    def _deadline(self, request: httpx.Request) -> float | None:
-        # Set by the retry loop once a request is retried; on a first attempt the
-        # flow starts as the request does, so its budget runs from now.
+    def _deadline(self, request: httpx.Request, started: float) -> float | None:
+        # Fixed by the retry loop once a request is retried; on a first attempt the
+        # flow starts as the request does, so its budget runs from the flow's start.
         extensions = request.extensions
         if DEADLINE_EXTENSION in extensions:
             deadline: float | None = extensions[DEADLINE_EXTENSION]
             return deadline
-        return deadline_for(self._clock(), extensions.get("timeout"), self.unbudgeted_timeout)
+        return deadline_for(started, extensions.get("timeout"), self.unbudgeted_timeout)
+
+    def _fit(self, request: httpx.Request, deadline: float | None) -> None:
+        """After waiting for a token: the request may only use what is left of its budget."""
+        if deadline is None:
+            return
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise RequestTimeoutError("The request's timeout ran out while it got a token.")
+        apply_budget(request.extensions, deadline, remaining)
 
     def _is_for_api(self, request: httpx.Request) -> bool:
         url = request.url
@@ -226,8 +236,11 @@ class PinkCloudSyncAuth(httpx.Auth):
             yield request
             return
         token = self._lifecycle.token
-        if token is None or self._clock() >= token.refresh_at:
-            token = await self._async_acquire(self._deadline(request))
+        started = self._clock()
+        if token is None or started >= token.refresh_at:
+            deadline = self._deadline(request, started)
+            token = await self._async_acquire(deadline)
+            self._fit(request, deadline)
         replayable = is_replayable(request)
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
@@ -238,7 +251,9 @@ class PinkCloudSyncAuth(httpx.Auth):
             # the token request may need that very connection (a full pool deadlocks).
             await response.aread()
             self._lifecycle.invalidate(token)
-            token = await self._async_acquire(self._deadline(request))
+            deadline = self._deadline(request, started)
+            token = await self._async_acquire(deadline)
+            self._fit(request, deadline)
             request.headers["Authorization"] = token.authorization.get_secret_value()
             yield request
 
@@ -303,10 +318,19 @@ class PinkCloudSyncAuth(httpx.Auth):
             _async_event(flight).set()
 
     async def _async_background_refresh(self, flight: Flight[AccessToken]) -> None:
-        # An error was already delivered to every waiter; raising it here would
-        # cancel the task group, that is the user's `async with` block.
-        with contextlib.suppress(Exception):
-            await self._async_fly(flight, None)
+        with anyio.CancelScope() as scope:
+            self._background_scope = scope
+            # An error was already delivered to every waiter; raising it here would
+            # cancel the task group, that is the user's `async with` block.
+            with contextlib.suppress(Exception):
+                await self._async_fly(flight, None)
+        if self._background_scope is scope:
+            self._background_scope = None
+
+    def cancel_background_refresh(self) -> None:
+        """Cancel a running background refresh (from any task of its event loop)."""
+        if self._background_scope is not None:
+            self._background_scope.cancel()
 
     async def _async_fly(self, flight: Flight[AccessToken], deadline: float | None) -> None:
         """Make the flight's token request and publish its outcome to every waiter.
@@ -335,9 +359,16 @@ class PinkCloudSyncAuth(httpx.Auth):
             event.set()
             raise
         if token is None or scope.cancelled_caught:
-            lifecycle.abandon(flight)
+            # The leader's budget ran out. Its waiters share this outcome rather than
+            # start the token request over one after another; an early refresh cut
+            # short is an advisory failure like any other (old token, backoff).
+            error = RequestTimeoutError("Timed out getting an access token.")
+            if lifecycle.fail(flight, error, self._clock()):
+                event.set()
+                self._log_advisory_failure(error)
+                return
             event.set()
-            raise RequestTimeoutError("Timed out getting an access token.")
+            raise error
         lifecycle.succeed(flight, token)
         event.set()
 
@@ -361,8 +392,11 @@ class PinkCloudSyncAuth(httpx.Auth):
             yield request
             return
         token = self._lifecycle.token
-        if token is None or self._clock() >= token.refresh_at:
-            token = self._sync_acquire(self._deadline(request))
+        started = self._clock()
+        if token is None or started >= token.refresh_at:
+            deadline = self._deadline(request, started)
+            token = self._sync_acquire(deadline)
+            self._fit(request, deadline)
         replayable = is_replayable(request)
         request.headers["Authorization"] = token.authorization.get_secret_value()
         response = yield request
@@ -370,7 +404,9 @@ class PinkCloudSyncAuth(httpx.Auth):
             response.read()  # frees its pool connection for the token request
             with self._thread_lock:
                 self._lifecycle.invalidate(token)
-            token = self._sync_acquire(self._deadline(request))
+            deadline = self._deadline(request, started)
+            token = self._sync_acquire(deadline)
+            self._fit(request, deadline)
             request.headers["Authorization"] = token.authorization.get_secret_value()
             yield request
 

@@ -20,6 +20,7 @@ __all__ = [
     "IDEMPOTENT_EXTENSION",
     "LOGGER_NAME",
     "MAX_RETRIES_EXTENSION",
+    "ORIGINAL_TIMEOUT_EXTENSION",
     "REFRESH_FAILURE_BACKOFF_BASE",
     "REFRESH_FAILURE_BACKOFF_MAX",
     "TOKEN_PATH",
@@ -58,3 +59,4 @@ MAX_RETRIES_EXTENSION = "pinkcloudsync.max_retries"
 IDEMPOTENT_EXTENSION = "pinkcloudsync.idempotent"
 DEADLINE_EXTENSION = "pinkcloudsync.deadline"
 ATTEMPTS_EXTENSION = "pinkcloudsync.attempts"
+ORIGINAL_TIMEOUT_EXTENSION = "pinkcloudsync.original_timeout"

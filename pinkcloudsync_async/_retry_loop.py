@@ -21,7 +21,7 @@ from ._constants import (
 )
 from ._exceptions import PinkCloudSyncError
 from ._retry_policy import RETRYABLE_STATUSES, Failure, RetryPolicy, parse_retry_after, plan_retry
-from ._timeouts import deadline_for, trimmed
+from ._timeouts import apply_budget, deadline_for
 
 __all__ = ["RetryLoop", "classify_failure", "is_retry_candidate"]
 
@@ -82,9 +82,12 @@ class RetryLoop:
                 max_retry_after=policy.max_retry_after,
             )
         self.policy = policy
-        # Built only once a first attempt failed, but the budget runs from `started`.
-        self.deadline = deadline_for(started, extensions.get("timeout"), unbudgeted)
-        extensions[DEADLINE_EXTENSION] = self.deadline
+        # Built only once a first attempt failed, but the budget runs from `started`
+        # (or from wherever the auth flow already fixed it).
+        if DEADLINE_EXTENSION in extensions:
+            self.deadline: float | None = extensions[DEADLINE_EXTENSION]
+        else:
+            self.deadline = deadline_for(started, extensions.get("timeout"), unbudgeted)
 
     def _stop(self) -> None:
         if self.retries:
@@ -147,8 +150,7 @@ class RetryLoop:
         """Count the retry; no attempt may outlive the request's deadline."""
         self.retries += 1
         if self.deadline is not None:
-            extensions = self.request.extensions
-            extensions["timeout"] = trimmed(extensions.get("timeout"), self.deadline - self.clock())
+            apply_budget(self.request.extensions, self.deadline, self.deadline - self.clock())
 
     def _idempotent(self) -> bool:
         request = self.request

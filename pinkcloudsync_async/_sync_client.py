@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
+    DEADLINE_EXTENSION,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REFRESH_MARGIN,
@@ -27,7 +28,7 @@ from ._constants import (
 )
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
-from ._timeouts import deadline_for
+from ._timeouts import deadline_for, release_budget
 
 __all__ = ["PinkCloudSyncClient"]
 
@@ -100,27 +101,31 @@ class PinkCloudSyncClient(httpx.Client):
         """Send with the retry policy; after the last attempt its response is returned."""
         started = self._clock()
         replayable = is_replayable(request)  # before a transport buffers the body
-        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
-        while True:
-            try:
-                response = super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                )
-            except httpx.TransportError as exc:
-                retry = retry or self._retry_loop(request, started, replayable)
-                delay = retry.after_error(exc)
-                if delay is None:
-                    raise
-            else:
-                if retry is None and not is_retry_candidate(response):
-                    return response
-                retry = retry or self._retry_loop(request, started, replayable)
-                delay = retry.after_response(response)
-                if delay is None:
-                    return response
-                response.close()
-            self._sleep(delay)
-            retry.next_attempt()
+        try:
+            retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+            while True:
+                try:
+                    response = super().send(
+                        request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                    )
+                except httpx.TransportError as exc:
+                    retry = retry or self._retry_loop(request, started, replayable)
+                    delay = retry.after_error(exc)
+                    if delay is None:
+                        raise
+                else:
+                    if retry is None and not is_retry_candidate(response):
+                        return response
+                    retry = retry or self._retry_loop(request, started, replayable)
+                    delay = retry.after_response(response)
+                    if delay is None:
+                        return response
+                    response.close()
+                self._sleep(delay)
+                retry.next_attempt()
+        finally:
+            if DEADLINE_EXTENSION in request.extensions:
+                release_budget(request.extensions)  # the request may be sent again
 
     def _retry_loop(self, request: httpx.Request, started: float, replayable: bool) -> RetryLoop:
         return RetryLoop(

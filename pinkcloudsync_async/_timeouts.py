@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["deadline_for", "trimmed"]
+from ._constants import DEADLINE_EXTENSION, ORIGINAL_TIMEOUT_EXTENSION
+
+__all__ = ["apply_budget", "deadline_for", "release_budget", "trimmed"]
 
 _PHASES = ("connect", "read", "write", "pool")
 
@@ -34,3 +36,26 @@ def trimmed(timeout: dict[str, Any] | None, remaining: float) -> dict[str, Any]:
         phase: remaining if current.get(phase) is None else min(current[phase], remaining)
         for phase in _PHASES
     }
+
+
+def apply_budget(extensions: dict[str, Any], deadline: float, remaining: float) -> None:
+    """Bind a request to its deadline: the next attempt gets only what is left.
+
+    The user's own timeout is kept aside, so `release_budget` can hand the request
+    back as it came (a request may be sent again).
+    """
+    if ORIGINAL_TIMEOUT_EXTENSION not in extensions:
+        extensions[ORIGINAL_TIMEOUT_EXTENSION] = extensions.get("timeout")
+    extensions[DEADLINE_EXTENSION] = deadline
+    extensions["timeout"] = trimmed(extensions.get("timeout"), remaining)
+
+
+def release_budget(extensions: dict[str, Any]) -> None:
+    """Undo `apply_budget` once the request is done."""
+    extensions.pop(DEADLINE_EXTENSION, None)
+    if ORIGINAL_TIMEOUT_EXTENSION in extensions:
+        original = extensions.pop(ORIGINAL_TIMEOUT_EXTENSION)
+        if original is None:
+            extensions.pop("timeout", None)
+        else:
+            extensions["timeout"] = original

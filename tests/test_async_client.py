@@ -14,6 +14,7 @@ import ssl
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -658,3 +659,75 @@ class TestSuccessiveEventLoopsOverARealSocket:
             assert emulator.stats.token_requests == 1  # the token outlives the loop
             assert emulator.stats.api_requests_by_status[200] == 2
             gc.collect()
+
+
+class TestExitFromAnotherTask:
+    """pytest-asyncio runs an async fixture's setup and teardown in different tasks;
+    `async with client` inside such a fixture must still tear down cleanly."""
+
+    @pytest.mark.asyncio
+    async def test_exiting_in_another_task_cancels_the_background_refresh(self) -> None:
+        clock_now = [1000.0]
+        release = anyio.Event()
+        token_calls = 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal token_calls
+            if request.url.path.endswith("/auth/token"):
+                token_calls += 1
+                if token_calls > 1:
+                    await release.wait()  # the background refresh hangs
+                return httpx.Response(200, json=token_body(expires_in=3600))
+            return httpx.Response(200, json={"sessions": []})
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY,
+            API_SECRET,
+            transport=httpx.MockTransport(handler),
+            _clock=lambda: clock_now[0],
+        )
+        with anyio.fail_after(10):
+            await asyncio.create_task(client.__aenter__())  # "setup" in its own task
+            assert (await client.get("sync/sessions")).status_code == 200
+            clock_now[0] += 3400  # due: a background refresh starts and hangs
+            assert (await client.get("sync/sessions")).status_code == 200
+            await anyio.wait_all_tasks_blocked()
+            assert token_calls == 2
+            await asyncio.create_task(client.__aexit__(None, None, None))  # "teardown"
+            await anyio.wait_all_tasks_blocked()
+        assert client.is_closed
+        lifecycle = client.auth._lifecycle
+        assert lifecycle.flight is None  # the cancelled refresh left nothing in progress
+        assert lifecycle.token is not None  # and the old token is still held
+
+
+class TestSendingOneRequestTwice:
+    @pytest.mark.anyio
+    async def test_a_request_is_handed_back_as_it_came(self) -> None:
+        clock_now = [1000.0]
+        api_calls = 0
+
+        async def no_sleep(_: float) -> None:
+            await anyio.lowlevel.checkpoint()
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal api_calls
+            if request.url.path.endswith("/auth/token"):
+                return httpx.Response(200, json=token_body(expires_in=3600))
+            api_calls += 1
+            return httpx.Response(503 if api_calls == 1 else 200)
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY,
+            API_SECRET,
+            transport=httpx.MockTransport(handler),
+            _clock=lambda: clock_now[0],
+            _sleep=no_sleep,
+        )
+        request = client.build_request("GET", "sync/sessions", timeout=5.0)
+        original = dict(request.extensions)
+        with anyio.fail_after(10):
+            assert (await client.send(request)).status_code == 200  # after one retry
+            assert request.extensions == original
+            clock_now[0] += 4000  # an hour later, the same request again
+            assert (await client.send(request)).status_code == 200

@@ -34,6 +34,7 @@ from pinkcloudsync_async import (
     PermissionDeniedError,
     PinkCloudSyncAuth,
     PinkCloudSyncError,
+    RequestTimeoutError,
     ServerError,
 )
 
@@ -1504,3 +1505,156 @@ def test_the_clients_auth_is_a_pinkcloudsync_auth() -> None:
     client = make_client(FakeAPI())
     assert isinstance(client.auth, PinkCloudSyncAuth)
     assert isinstance(client.auth, httpx.Auth)
+
+
+# ------------------------------------------- deadlines meet the token lifecycle
+
+
+class TestDeadlinesMeetTheTokenLifecycle:
+    """A request's own `timeout` against a shared token request (second reader's cases)."""
+
+    @pytest.mark.anyio
+    async def test_a_carried_early_refresh_cut_by_its_timeout_is_an_advisory_failure(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        clock = FakeClock()
+        token_calls = 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal token_calls
+            if request.url.path.endswith("/auth/token"):
+                token_calls += 1
+                if token_calls == 1:
+                    return httpx.Response(200, json=token_body("tok-1"))
+                await anyio.sleep_forever()  # the refresh never answers
+            return httpx.Response(200, json=SESSIONS)
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY, API_SECRET, transport=httpx.MockTransport(handler), _clock=clock
+        )
+        with anyio.fail_after(TIMEOUT):
+            assert (await client.get("sync/sessions")).status_code == 200
+            clock.now += 3600 - 200  # due, and still valid for 200 s
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                statuses = [
+                    (await client.get("sync/sessions", timeout=0.2)).status_code for _ in range(3)
+                ]
+        # The carrier's cut-short refresh keeps the old token and backs off: no request
+        # fails while a valid token is held, and nobody carries it again at once.
+        assert statuses == [200, 200, 200]
+        assert token_calls == 2
+        assert client.auth._lifecycle.failed_refreshes == 1
+        assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+    @pytest.mark.anyio
+    async def test_the_leaders_timeout_is_shared_not_handed_on(self) -> None:
+        token_calls = 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal token_calls
+            if request.url.path.endswith("/auth/token"):
+                token_calls += 1
+                await anyio.sleep_forever()  # a black hole
+            return httpx.Response(200, json=SESSIONS)
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY, API_SECRET, transport=httpx.MockTransport(handler)
+        )
+        outcomes: list[str] = []
+
+        async def job(budget: float) -> None:
+            try:
+                await client.get("sync/sessions", timeout=budget)
+            except RequestTimeoutError:
+                outcomes.append("timeout")
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                for i in range(50):  # each waiter has more budget than the one before
+                    tg.start_soon(job, 0.2 + i * 0.01)
+        # One token request: when its leader's budget ran out, the waiters got that
+        # outcome instead of re-sending the token request one after another.
+        assert token_calls == 1
+        assert outcomes == ["timeout"] * 50
+
+    @pytest.mark.parametrize(("token_cost", "api_cost"), [(0.6, 0.0), (0.2, 0.3)])
+    @pytest.mark.anyio
+    async def test_the_budget_spans_the_token_wait_and_the_401_replay(
+        self, token_cost: float, api_cost: float
+    ) -> None:
+        clock = FakeClock()
+        seen_read_timeouts: list[float] = []
+        refuse_first = api_cost > 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal refuse_first
+            if request.url.path.endswith("/auth/token"):
+                clock.now += token_cost
+                return httpx.Response(200, json=token_body(make_jwt()))
+            seen_read_timeouts.append(request.extensions["timeout"]["read"])
+            clock.now += api_cost
+            if refuse_first:
+                refuse_first = False
+                return httpx.Response(401, json={"error": "invalid_token", "message": "x"})
+            return httpx.Response(200, json=SESSIONS)
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY, API_SECRET, transport=httpx.MockTransport(handler), _clock=clock
+        )
+        request = client.build_request("GET", "sync/sessions", timeout=1.0)
+        with anyio.fail_after(TIMEOUT):
+            response = await client.send(request)
+        assert response.status_code == 200
+        # Each attempt got only what was left of the 1 s: after a 0.6 s token wait,
+        # 0.4 s; the replay after token 0.2 + refused call 0.3 + token 0.2, 0.3 s.
+        spent_before_each = (
+            [token_cost] if api_cost == 0 else [token_cost, 2 * token_cost + api_cost]
+        )
+        assert seen_read_timeouts == pytest.approx([1.0 - s for s in spent_before_each])
+        # ... and the request is handed back as it came, ready to be sent again.
+        assert request.extensions["timeout"]["read"] == 1.0
+        assert "pinkcloudsync.deadline" not in request.extensions
+
+    @pytest.mark.anyio
+    async def test_a_token_wait_that_spends_the_whole_budget_sends_nothing(self) -> None:
+        clock = FakeClock()
+        api_calls = 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal api_calls
+            if request.url.path.endswith("/auth/token"):
+                clock.now += 1.5
+                return httpx.Response(200, json=token_body(make_jwt()))
+            api_calls += 1
+            return httpx.Response(200, json=SESSIONS)
+
+        client = AsyncPinkCloudSyncClient(
+            API_KEY, API_SECRET, transport=httpx.MockTransport(handler), _clock=clock
+        )
+        with anyio.fail_after(TIMEOUT), pytest.raises(RequestTimeoutError):
+            await client.get("sync/sessions", timeout=1.0)
+        assert api_calls == 0
+
+    def test_the_sync_twin_keeps_the_same_budget(self) -> None:
+        from pinkcloudsync_async import PinkCloudSyncClient
+
+        clock = FakeClock()
+        seen_read_timeouts: list[float] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/auth/token"):
+                clock.now += 0.6
+                return httpx.Response(200, json=token_body(make_jwt()))
+            seen_read_timeouts.append(request.extensions["timeout"]["read"])
+            return httpx.Response(200, json=SESSIONS)
+
+        with PinkCloudSyncClient(
+            API_KEY, API_SECRET, transport=httpx.MockTransport(handler), _clock=clock
+        ) as client:
+            assert client.get("sync/sessions", timeout=1.0).status_code == 200
+            clock.now += 4000  # expired: the next token wait spends the whole budget
+            clock_before = clock.now
+            with pytest.raises(RequestTimeoutError):
+                client.get("sync/sessions", timeout=0.5)
+        assert seen_read_timeouts == pytest.approx([0.4])
+        assert clock.now == pytest.approx(clock_before + 0.6)

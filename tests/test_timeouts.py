@@ -86,3 +86,26 @@ def test_trimmed_is_a_valid_httpx_timeout_and_leaves_the_input_alone() -> None:
     result = trimmed(original, 3.0)
     assert original == snapshot
     assert httpx.Timeout(**result).as_dict() == result
+
+
+def test_apply_budget_then_release_hands_the_request_back_as_it_came() -> None:
+    from pinkcloudsync_async._timeouts import apply_budget, release_budget
+
+    original = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    extensions: dict[str, object] = {"timeout": dict(original)}
+    apply_budget(extensions, 101.0, 2.0)
+    apply_budget(extensions, 101.0, 1.0)  # a second trim keeps the first original
+    assert extensions["timeout"] == {"connect": 1.0, "read": 1.0, "write": 1.0, "pool": 1.0}
+    assert extensions["pinkcloudsync.deadline"] == 101.0
+    release_budget(extensions)
+    assert extensions == {"timeout": original}
+
+
+def test_release_budget_without_a_timeout_removes_what_it_added() -> None:
+    from pinkcloudsync_async._timeouts import apply_budget, release_budget
+
+    extensions: dict[str, object] = {}
+    apply_budget(extensions, 10.0, 3.0)
+    assert extensions["timeout"] == {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}
+    release_budget(extensions)
+    assert extensions == {}
