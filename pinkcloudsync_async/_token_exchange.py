@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import httpx
-import jwt
 from pydantic import SecretStr, ValidationError
 
 from ._constants import ATTEMPTS_EXTENSION
@@ -46,6 +45,10 @@ def decode_claims(raw_token: str) -> TokenClaims:
     A token that is not a JWT, or claims of the wrong type, give empty claims for
     those fields: the token is still used, the server stays the authority.
     """
+    # Imported here, once per token: PyJWT pulls in `cryptography` when installed,
+    # which doubled the package's import time for something needed once an hour.
+    import jwt
+
     try:
         payload = jwt.decode(raw_token, options={"verify_signature": False})
     except (jwt.PyJWTError, ValueError, TypeError):
