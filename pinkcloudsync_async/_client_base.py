@@ -14,21 +14,29 @@ from ._auth import PinkCloudSyncAuth
 from ._config import resolve_settings
 from ._constants import (
     ATTEMPTS_EXTENSION,
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT_SECONDS,
 )
 from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
 from ._models import SessionList
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 
-__all__ = ["SESSIONS_PATH", "ClientParts", "build_parts", "parse_session_list"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SESSIONS_PATH",
+    "ClientParts",
+    "build_parts",
+    "parse_session_list",
+]
 
 SESSIONS_PATH = "sync/sessions"
+DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS)
 
 
 class ClientParts:

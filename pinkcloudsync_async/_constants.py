@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
+# Plain values only: the pure decision modules import this one, and they import
+# neither httpx nor an event loop (the clients build httpx.Timeout from these).
 
 __all__ = [
     "API_KEY_ENV",
@@ -11,12 +12,13 @@ __all__ = [
     "BASE_URL_ENV",
     "DEADLINE_EXTENSION",
     "DEFAULT_BASE_URL",
+    "DEFAULT_CONNECT_TIMEOUT_SECONDS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_RETRY_BACKOFF_BASE",
     "DEFAULT_RETRY_BACKOFF_MAX",
-    "DEFAULT_TIMEOUT",
+    "DEFAULT_TIMEOUT_SECONDS",
     "IDEMPOTENT_EXTENSION",
     "LOGGER_NAME",
     "MAX_RETRIES_EXTENSION",
@@ -38,7 +40,8 @@ DEFAULT_REFRESH_MARGIN = 300.0
 
 # httpx's own default is 5 s for everything; a short connect timeout fails fast on a
 # dead host while the read timeout leaves room for a slow listing.
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 
 # As openai-python and stripe-python: two retries, capped and jittered.
 DEFAULT_MAX_RETRIES = 2

@@ -6,11 +6,14 @@ import math
 
 import httpx
 
-from pinkcloudsync_async import _constants
+from pinkcloudsync_async import _client_base, _constants
 
 
 def test_default_timeout_is_finite_in_every_phase() -> None:
-    timeout = _constants.DEFAULT_TIMEOUT
+    timeout = _client_base.DEFAULT_TIMEOUT
+    assert timeout == httpx.Timeout(
+        _constants.DEFAULT_TIMEOUT_SECONDS, connect=_constants.DEFAULT_CONNECT_TIMEOUT_SECONDS
+    )
     assert isinstance(timeout, httpx.Timeout)
     phases = timeout.as_dict()
     assert set(phases) == {"connect", "read", "write", "pool"}

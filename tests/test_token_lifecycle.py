@@ -487,3 +487,36 @@ def test_invalidate_during_an_early_refresh_waits_on_it() -> None:
     _, _, refresh = lifecycle.claim(REFRESH_AT)
     lifecycle.invalidate(current)
     assert lifecycle.claim(REFRESH_AT) == (Action.WAIT, None, refresh)
+
+
+@pytest.mark.parametrize("module", ["_token_lifecycle", "_retry_policy"])
+def test_the_decisions_import_neither_httpx_nor_an_event_loop(module: str) -> None:
+    """Read the decision modules' imports, and those of the package modules they
+    import in turn: no HTTP library, no event loop, anywhere in that closure."""
+    import ast
+    from pathlib import Path
+
+    import pinkcloudsync_async
+
+    package = Path(pinkcloudsync_async.__file__).parent
+    forbidden = {"httpx", "httpcore", "anyio", "trio", "asyncio", "sniffio", "threading"}
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # a module of this package: follow it
+                    pending.append((node.module or "").split(".")[0])
+                    continue
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert not roots & forbidden, f"{name} imports {roots & forbidden}"
+    assert "_constants" in seen  # the closure was really followed
