@@ -41,7 +41,7 @@ from ._timeouts import apply_budget, deadline_for, trimmed
 from ._token_exchange import token_from_response
 from ._token_lifecycle import Action, Flight, TokenLifecycle
 
-__all__ = ["PinkCloudSyncAuth", "is_replayable"]
+__all__ = ["PinkCloudSyncAuth", "is_replayable", "put_authorization"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -54,6 +54,26 @@ def is_replayable(request: httpx.Request) -> bool:
     """Can this request's body be sent again? Ask before the first send: a transport
     that buffers a generator body (MockTransport does) swaps in a ByteStream."""
     return isinstance(request.stream, httpx.ByteStream)
+
+
+def put_authorization(headers: httpx.Headers, value: bytes) -> None:
+    """`headers["Authorization"] = value`, at a third of the cost.
+
+    httpx's own `__setitem__` encodes and scans every header on each call: 0.7 us,
+    the largest item of our per-request cost. httpx 0.28 (frozen, and pinned)
+    keeps `(raw key, lowercased key, raw value)` tuples in `Headers._list`; when
+    that layout is there and no Authorization header is yet, we append to it.
+    Anything else (a replay replacing our header, another layout) goes the public way.
+    """
+    items = getattr(headers, "_list", None)
+    if type(items) is list:
+        for item in items:
+            if item[1] == b"authorization":
+                break
+        else:
+            items.append((b"Authorization", b"authorization", value))
+            return
+    headers["Authorization"] = value.decode()
 
 
 def _clone(error: Exception) -> Exception:
@@ -110,6 +130,10 @@ class PinkCloudSyncAuth(httpx.Auth):
         self._base_url = base
         self._token_url = base.join(TOKEN_PATH)
         self._origin = (base.scheme, base.host, base.port)
+        reference = getattr(base, "_uri_reference", None)
+        self._raw_origin = (
+            (reference.scheme, reference.host, reference.port) if reference else self._origin
+        )
         self._refresh_margin = refresh_margin
         self._clock = clock
         self._lifecycle: TokenLifecycle[AccessToken] = TokenLifecycle()
@@ -121,6 +145,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         self.task_group: anyio.abc.TaskGroup | None = None
         self._background_flight: Flight[AccessToken] | None = None
         self._background_scope: anyio.CancelScope | None = None
+        self._header_cache: tuple[AccessToken | None, bytes] = (None, b"")
         # The library's default timeout bounds each phase, not a request's total.
         self.unbudgeted_timeout: dict[str, float | None] | None = None
 
@@ -144,6 +169,16 @@ class PinkCloudSyncAuth(httpx.Auth):
         """The token held now, if any (it may be due or expired)."""
         return self._lifecycle.token
 
+    def _header_for(self, token: AccessToken) -> bytes:
+        # Encoded once per token, not per request (a pydantic private attribute
+        # would cost more to read than the encoding it saves). One tuple, read and
+        # replaced whole, so threads never pair a token with another's header.
+        cached_token, header = self._header_cache
+        if cached_token is not token:
+            header = token.authorization.get_secret_value().encode()
+            self._header_cache = (token, header)
+        return header
+
     def _deadline(self, request: httpx.Request, started: float) -> float | None:
         # Fixed by the retry loop once a request is retried; on a first attempt the
         # flow starts as the request does, so its budget runs from the flow's start.
@@ -164,6 +199,12 @@ class PinkCloudSyncAuth(httpx.Auth):
 
     def _is_for_api(self, request: httpx.Request) -> bool:
         url = request.url
+        # URL.scheme/.host/.port read these very fields (host after an IDNA check
+        # that both sides share); reading them directly is 3x cheaper per request.
+        reference = getattr(url, "_uri_reference", None)
+        if reference is not None:
+            origin = (reference.scheme, reference.host, reference.port)
+            return origin == self._raw_origin
         return (url.scheme, url.host, url.port) == self._origin
 
     def _secrets(self) -> tuple[str, ...]:
@@ -242,7 +283,7 @@ class PinkCloudSyncAuth(httpx.Auth):
             token = await self._async_acquire(deadline)
             self._fit(request, deadline)
         replayable = is_replayable(request)
-        request.headers["Authorization"] = token.authorization.get_secret_value()
+        put_authorization(request.headers, self._header_for(token))
         response = yield request
         if response.status_code == 401 and replayable:
             # Refused: drop the token unless a newer one already replaced it, then
@@ -254,7 +295,7 @@ class PinkCloudSyncAuth(httpx.Auth):
             deadline = self._deadline(request, started)
             token = await self._async_acquire(deadline)
             self._fit(request, deadline)
-            request.headers["Authorization"] = token.authorization.get_secret_value()
+            put_authorization(request.headers, self._header_for(token))
             yield request
 
     async def async_get_token(self, deadline: float | None = None) -> AccessToken:
@@ -398,7 +439,7 @@ class PinkCloudSyncAuth(httpx.Auth):
             token = self._sync_acquire(deadline)
             self._fit(request, deadline)
         replayable = is_replayable(request)
-        request.headers["Authorization"] = token.authorization.get_secret_value()
+        put_authorization(request.headers, self._header_for(token))
         response = yield request
         if response.status_code == 401 and replayable:
             response.read()  # frees its pool connection for the token request
@@ -407,7 +448,7 @@ class PinkCloudSyncAuth(httpx.Auth):
             deadline = self._deadline(request, started)
             token = self._sync_acquire(deadline)
             self._fit(request, deadline)
-            request.headers["Authorization"] = token.authorization.get_secret_value()
+            put_authorization(request.headers, self._header_for(token))
             yield request
 
     def sync_get_token(self, deadline: float | None = None) -> AccessToken:

@@ -1658,3 +1658,63 @@ class TestDeadlinesMeetTheTokenLifecycle:
                 client.get("sync/sessions", timeout=0.5)
         assert seen_read_timeouts == pytest.approx([0.4])
         assert clock.now == pytest.approx(clock_before + 0.6)
+
+
+# ------------------------------------------------ the per-request fast paths
+
+
+class TestFastPathsMatchHttpx:
+    """Two per-request shortcuts read httpx 0.28's internals; they must agree with
+    the public API they stand in for, and notice if httpx changes underneath."""
+
+    def test_httpx_still_has_the_layout_the_shortcuts_read(self) -> None:
+        headers = httpx.Headers({"X-A": "1"})
+        assert headers._list == [(b"X-A", b"x-a", b"1")]  # (raw, lowercased, value)
+        url = httpx.URL("https://Example.COM:443/v1/")
+        reference = url._uri_reference
+        assert (reference.scheme, reference.host, reference.port) == (
+            url.scheme,
+            url.host,
+            url.port,
+        )
+
+    @pytest.mark.parametrize(
+        "initial",
+        [
+            {},
+            {"Accept": "application/json"},
+            {"Authorization": "Bearer old"},
+            {"authorization": "Basic x", "X-B": "2"},
+        ],
+    )
+    def test_put_authorization_equals_setitem(self, initial: dict[str, str]) -> None:
+        from pinkcloudsync_async._auth import put_authorization
+
+        ours = httpx.Headers(initial)
+        theirs = httpx.Headers(initial)
+        put_authorization(ours, b"Bearer new")
+        theirs["Authorization"] = "Bearer new"
+        assert ours.multi_items() == theirs.multi_items()
+        assert ours.get_list("authorization") == ["Bearer new"]
+
+    @pytest.mark.parametrize(
+        ("base", "url", "for_api"),
+        [
+            ("https://api.example/v1", "https://api.example/v1/x", True),
+            ("https://api.example/v1", "https://API.EXAMPLE:443/other", True),
+            ("https://api.example/v1", "https://api.example:8443/v1/x", False),
+            ("https://api.example/v1", "http://api.example/v1/x", False),
+            ("https://api.example/v1", "https://api.example.evil/v1", False),
+            ("https://bücher.example/v1", "https://xn--bcher-kva.example/v1/x", True),
+            ("http://127.0.0.1:8787/v1", "http://127.0.0.1:8787/v1/x", True),
+            ("http://127.0.0.1:8787/v1", "http://127.0.0.1:8788/v1/x", False),
+        ],
+    )
+    def test_the_origin_check_matches_the_public_properties(
+        self, base: str, url: str, for_api: bool
+    ) -> None:
+        auth = PinkCloudSyncAuth(API_KEY, API_SECRET, base_url=base)
+        request = httpx.Request("GET", url)
+        assert auth._is_for_api(request) is for_api
+        public = (request.url.scheme, request.url.host, request.url.port)
+        assert for_api is (public == auth._origin)
