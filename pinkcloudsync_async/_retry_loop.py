@@ -20,7 +20,14 @@ from ._constants import (
     MAX_RETRIES_EXTENSION,
 )
 from ._exceptions import PinkCloudSyncError
-from ._retry_policy import RETRYABLE_STATUSES, Failure, RetryPolicy, parse_retry_after, plan_retry
+from ._retry_policy import (
+    RETRYABLE_STATUSES,
+    Failure,
+    RetryDecision,
+    RetryPolicy,
+    parse_retry_after,
+    plan_retry,
+)
 from ._timeouts import apply_budget, deadline_for
 
 __all__ = ["RetryLoop", "classify_failure", "is_retry_candidate"]
@@ -104,16 +111,9 @@ class RetryLoop:
         if status not in RETRYABLE_STATUSES:
             response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
             return None
-        decision = plan_retry(
-            self.request.method,
-            retries_done=self.retries,
-            policy=self.policy,
-            now=self.clock(),
-            deadline=self.deadline,
+        decision = self._plan(
             status_code=status,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
-            idempotent=self._idempotent(),
-            replayable=self.replayable,
         )
         if not decision.retry:
             response.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
@@ -125,18 +125,7 @@ class RetryLoop:
     def after_error(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None: re-raise `exc`."""
         failure = classify_failure(exc)
-        decision = None
-        if failure is not None:
-            decision = plan_retry(
-                self.request.method,
-                retries_done=self.retries,
-                policy=self.policy,
-                now=self.clock(),
-                deadline=self.deadline,
-                failure=failure,
-                idempotent=self._idempotent(),
-                replayable=self.replayable,
-            )
+        decision = None if failure is None else self._plan(failure=failure)
         if decision is None or not decision.retry:
             if self.retries and not isinstance(exc, PinkCloudSyncError):
                 exc._pinkcloudsync_attempts = self.retries + 1  # type: ignore[attr-defined]
@@ -151,6 +140,26 @@ class RetryLoop:
         self.retries += 1
         if self.deadline is not None:
             apply_budget(self.request.extensions, self.deadline, self.deadline - self.clock())
+
+    def _plan(
+        self,
+        *,
+        status_code: int | None = None,
+        failure: Failure | None = None,
+        retry_after: float | None = None,
+    ) -> RetryDecision:
+        return plan_retry(
+            self.request.method,
+            retries_done=self.retries,
+            policy=self.policy,
+            now=self.clock(),
+            deadline=self.deadline,
+            status_code=status_code,
+            failure=failure,
+            retry_after=retry_after,
+            idempotent=self._idempotent(),
+            replayable=self.replayable,
+        )
 
     def _idempotent(self) -> bool:
         request = self.request
