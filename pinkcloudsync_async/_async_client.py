@@ -1,4 +1,12 @@
-"""`AsyncPinkCloudSyncClient`: an httpx.AsyncClient with the token lifecycle and retries."""
+"""`AsyncPinkCloudSyncClient`: an httpx.AsyncClient with the token lifecycle and retries.
+
+A request goes down named layers, as httpx's own do:
+
+    send                        attaches the request's Deadline (when its timeout is the user's)
+    _send_handling_admission    (no limit yet: where requests will queue before the token)
+    _send_handling_retries      the retry policy; token requests enter here, below admission
+    httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
+"""
 
 from __future__ import annotations
 
@@ -9,28 +17,24 @@ from typing import Any
 
 import anyio
 import httpx
-from anyio.lowlevel import EventLoopToken, current_token
-from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
-from httpx._types import AuthTypes
 from pydantic import SecretStr
 
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
-    DEADLINE_EXTENSION,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
+from ._deadline import Deadline
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
-from ._timeouts import deadline_for, release_budget
+from ._token_flights_async import AsyncTokenFlights
+from ._transports import with_own_transports
 
 __all__ = ["AsyncPinkCloudSyncClient"]
-
-_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
 
 
 class AsyncPinkCloudSyncClient(httpx.AsyncClient):
@@ -39,7 +43,8 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     Every request to the base URL's origin carries a shared bearer token, fetched
     lazily, refreshed before it expires and once after a 401; 429/5xx and
     connection failures are retried by policy. Any httpx option passes through.
-    Use `async with` so early refreshes run in the background.
+    Use `async with` so early refreshes run in the background. The connection pool
+    and proxy transports the client builds itself follow the event loop.
     """
 
     def __init__(
@@ -68,25 +73,20 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             retry_backoff_base=retry_backoff_base,
             retry_backoff_max=retry_backoff_max,
             max_retry_after=max_retry_after,
-            clock=_clock,
             httpx_kwargs=httpx_kwargs,
         )
-        self._pcs_auth = parts.auth
-        super().__init__(**parts.httpx_kwargs)
-        self._retry_policy = parts.policy
-        # A pool's connections belong to the event loop that opened them. When the
-        # client built its own transport, a later loop (a second asyncio.run() in a
-        # REPL) gets a fresh one instead of a connection from a dead loop.
-        self._rebuildable_transport: dict[str, Any] | None = (
-            None
-            if "transport" in httpx_kwargs or "mounts" in httpx_kwargs
-            else {k: httpx_kwargs[k] for k in _TRANSPORT_OPTIONS if k in httpx_kwargs}
-        )
-        self._transport_loop: EventLoopToken | None = None
-        self._entered_by: int | None = None
         self._clock = _clock
         self._sleep = _sleep
-        parts.auth.bind(self.build_request, async_sender=self._send_token_request)
+        self._retry_policy = parts.policy
+        self._default_timeout = parts.default_timeout
+        # Composed before httpx's __init__ so that it receives the finished auth; the
+        # bound methods it is given are only called once the client exists.
+        source = parts.token_source(
+            clock=_clock, build_request=self.build_request, asend=self._send_token_request
+        )
+        self._tokens = AsyncTokenFlights(source, clock=_clock)
+        self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
+        super().__init__(auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
@@ -99,21 +99,13 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     @auth.setter
     def auth(self, value: Any) -> None:
         # httpx's __init__ assigns it once; replacing it later would bypass the lifecycle.
-        if (
-            not isinstance(value, PinkCloudSyncAuth)
-            or getattr(self, "_pcs_auth", value) is not value
-        ):
+        if value is not getattr(self, "_pcs_auth", None):
             raise AttributeError("The client's auth is its PinkCloudSyncAuth.")
-        self._pcs_auth = value
-        self._auth = value
 
     async def __aenter__(self) -> AsyncPinkCloudSyncClient:
         await super().__aenter__()
-        # Owning a task group lets early refreshes run in the background.
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._pcs_auth.task_group = task_group
-        self._entered_by = anyio.get_current_task().id
+        # The token side owns a task group while entered: early refreshes run there.
+        await self._tokens.__aenter__()
         return self
 
     async def __aexit__(
@@ -122,21 +114,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        task_group = self._pcs_auth.task_group
-        self._pcs_auth.task_group = None
         try:
-            if task_group is not None:
-                if anyio.get_current_task().id == self._entered_by:
-                    task_group.cancel_scope.cancel()
-                    await task_group.__aexit__(None, None, None)
-                else:
-                    # Only the task that entered a task group may exit it, and
-                    # cancelling its scope would cancel that task. Some callers exit
-                    # from another task (pytest-asyncio runs a fixture's teardown in
-                    # a new one): there the refresh is cancelled, not waited for.
-                    self._pcs_auth.cancel_background_refresh()
+            await self._tokens.__aexit__(exc_type, exc_value, traceback)
         finally:
-            self._pcs_auth.settle_background_refresh()
             await super().__aexit__(exc_type, exc_value, traceback)
 
     async def send(
@@ -144,76 +124,87 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         request: httpx.Request,
         *,
         stream: bool = False,
-        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
-        """Send with the retry policy; after the last attempt its response is returned."""
-        if self._rebuildable_transport is not None:
-            self._follow_event_loop()
-        started = self._clock()
-        replayable = is_replayable(request)  # before a transport buffers the body
-        try:
-            retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
-            while True:
-                try:
-                    response = await super().send(
-                        request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                    )
-                except httpx.TransportError as exc:
-                    retry = retry or self._retry_loop(request, started, replayable)
-                    delay = retry.after_error(exc)
-                    if delay is None:
-                        raise
-                else:
-                    if retry is None and not is_retry_candidate(response):
-                        return response
-                    retry = retry or self._retry_loop(request, started, replayable)
-                    delay = retry.after_response(response)
-                    if delay is None:
-                        return response
-                    await response.aclose()
-                await self._sleep(delay)
-                retry.next_attempt()
-        finally:
-            if DEADLINE_EXTENSION in request.extensions:
-                release_budget(request.extensions)  # the request may be sent again
+        """Send with the retry policy; after the last attempt its response is returned.
 
-    async def aclose(self) -> None:
-        """Close the client's connections (on whichever event loop is running now)."""
-        if self._rebuildable_transport is not None:
-            self._follow_event_loop()  # the old loop's pool cannot be closed from here
-        await super().aclose()
-
-    def _follow_event_loop(self) -> None:
-        loop = current_token()
-        if loop != self._transport_loop:
-            if self._transport_loop is not None:
-                assert self._rebuildable_transport is not None
-                # The old pool's loop is gone, so it cannot be closed; let it go.
-                self._transport = httpx.AsyncHTTPTransport(**self._rebuildable_transport)
-            self._transport_loop = loop
-
-    def _retry_loop(self, request: httpx.Request, started: float, replayable: bool) -> RetryLoop:
-        return RetryLoop(
-            request,
-            self._retry_policy,
-            self._clock,
-            started,
-            replayable=replayable,
-            unbudgeted=self._pcs_auth.unbudgeted_timeout,
+        A timeout you set (on the client or this request) is the request's deadline,
+        across its retries, its wait for a token and its 401 replay.
+        """
+        extensions = request.extensions
+        deadline = Deadline.for_timeout(
+            extensions.get("timeout"), clock=self._clock, default=self._default_timeout
         )
+        if deadline is None:
+            return await self._send_handling_admission(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        deadline.attach(extensions)
+        try:
+            return await self._send_handling_admission(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        finally:
+            deadline.release(extensions)  # the request may be sent again
+
+    async def _send_handling_admission(
+        self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
+    ) -> httpx.Response:
+        # Admits every request for now: the layer where requests will wait for a
+        # connection before they get a token. Token requests never pass here.
+        return await self._send_handling_retries(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
+
+    async def _send_handling_retries(
+        self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
+    ) -> httpx.Response:
+        replayable = is_replayable(request)  # before a transport buffers the body
+        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        while True:
+            try:
+                response = await super().send(
+                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                )
+            except httpx.TransportError as exc:
+                retry = retry or RetryLoop(
+                    request, self._retry_policy, self._clock, replayable=replayable
+                )
+                delay = retry.after_error(exc)
+                if delay is None:
+                    raise
+            else:
+                if retry is None and not is_retry_candidate(response):
+                    return response
+                retry = retry or RetryLoop(
+                    request, self._retry_policy, self._clock, replayable=replayable
+                )
+                delay = retry.after_response(response)
+                if delay is None:
+                    return response
+                await response.aclose()
+            await self._sleep(delay)
+            retry.next_attempt()
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
-        # auth=None: the token request carries no bearer; never follow a redirect
-        # with the secret in the body.
-        return await self.send(request, auth=None, follow_redirects=False)
+        # Below admission (a token request must never queue behind the requests
+        # that wait for it); auth=None: it carries no bearer; never follow a
+        # redirect with the secret in the body.
+        return await self._send_handling_retries(
+            request, stream=False, auth=None, follow_redirects=False
+        )
 
     async def get_token(self) -> AccessToken:
-        """The current valid `AccessToken`, fetched or refreshed if needed."""
-        deadline = deadline_for(
-            self._clock(), self.timeout.as_dict(), self._pcs_auth.unbudgeted_timeout
+        """The current valid `AccessToken`, fetched or refreshed if needed.
+
+        Raises the typed error of the token request; a timeout you set on the client
+        bounds the wait (`RequestTimeoutError`).
+        """
+        deadline = Deadline.for_timeout(
+            self.timeout.as_dict(), clock=self._clock, default=self._default_timeout
         )
-        return await self._pcs_auth.async_get_token(deadline)
+        return await self._tokens.get(deadline)
 
     async def list_sessions(self) -> SessionList:
         """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""

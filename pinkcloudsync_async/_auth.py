@@ -1,89 +1,168 @@
-"""`PinkCloudSyncAuth`: the httpx.Auth flow over the token lifecycle, async and sync.
+"""`PinkCloudSyncAuth`: the httpx.Auth flow, and only what httpx's `Auth` is for.
 
-The decisions (fresh, due or expired; who fetches, who waits) are made by
-`TokenLifecycle`; this module only does what it says. Three rules keep it correct
-under concurrency and cancellation:
+It checks the request's origin, attaches the bearer header, and replays once after
+a 401. Getting the token is its collaborator's job, passed in at construction: an
+`AsyncTokenSide` for `async_auth_flow`, a `SyncTokenSide` for `sync_auth_flow`
+(the token flights over the lifecycle and a token source). A token store, a
+credential provider or event hooks plug in there, without touching this flow.
 
-- Nothing is held across a `yield`: httpx may `aclose()` a flow at any yield when
-  its caller is cancelled, and a lock held there would stay held.
-- A token request is a *flight* that any number of callers share. Its outcome,
-  token or error, is delivered to every waiter; if its own caller is cancelled the
-  flight is abandoned and one waiter takes over.
-- The async flow never blocks the event loop (no thread lock, no sync I/O); the
-  sync flow takes a thread lock only around the lifecycle's quick, non-blocking steps.
+Nothing is held across a `yield`: httpx may `aclose()` a flow at any yield when its
+caller is cancelled, and a lock held there would stay held.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncGenerator, Generator
+from typing import Protocol, cast
 
 import httpx
 
-from ._auth_base import is_replayable, put_authorization
-from ._token_flights_async import AsyncTokenFlights
-from ._token_flights_sync import SyncTokenFlights
+from ._constants import DEADLINE_EXTENSION
+from ._deadline import Deadline
+from ._exceptions import ConfigurationError
+from ._models import AccessToken
 
-__all__ = ["PinkCloudSyncAuth", "is_replayable", "put_authorization"]
+__all__ = ["AsyncTokenSide", "PinkCloudSyncAuth", "SyncTokenSide", "is_replayable"]
 
 
-class PinkCloudSyncAuth(AsyncTokenFlights, SyncTokenFlights, httpx.Auth):
+def is_replayable(request: httpx.Request) -> bool:
+    """Can this request's body be sent again? Ask before the first send: a transport
+    that buffers a generator body (MockTransport does) swaps in a ByteStream."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+class AsyncTokenSide(Protocol):
+    """What the async flow needs from the token side (see `AsyncTokenFlights`)."""
+
+    @property
+    def token(self) -> AccessToken | None: ...
+
+    def fresh(self) -> AccessToken | None: ...
+
+    async def acquire(self, deadline: Deadline | None) -> AccessToken: ...
+
+    def invalidate(self, token: AccessToken) -> None: ...
+
+
+class SyncTokenSide(Protocol):
+    """What the sync flow needs from the token side (see `SyncTokenFlights`)."""
+
+    @property
+    def token(self) -> AccessToken | None: ...
+
+    def fresh(self) -> AccessToken | None: ...
+
+    def acquire(self, deadline: Deadline | None) -> AccessToken: ...
+
+    def invalidate(self, token: AccessToken) -> None: ...
+
+
+class PinkCloudSyncAuth(httpx.Auth):
     """Attaches a shared, automatically refreshed bearer token to API requests.
 
-    Built by the clients, which bind it to their own `send` so that token requests
-    use the client's transport, timeouts and retry policy. Requests to any origin
-    other than the base URL's get no token and trigger no token request.
+    `base_url` fixes the API's origin (scheme, host, port): requests to any other
+    origin get no token and trigger no token request. `tokens` is the async or the
+    sync token side; the clients build and pass it. A request's `Deadline` (in its
+    extensions) bounds its wait for a token: past it, `RequestTimeoutError`.
     """
 
     requires_request_body = False
     requires_response_body = False
 
+    def __init__(
+        self, tokens: AsyncTokenSide | SyncTokenSide, *, base_url: str | httpx.URL
+    ) -> None:
+        self.tokens = tokens
+        # Which flow may run is fixed here, once, not tested per request.
+        self._async: AsyncTokenSide | None = None
+        self._sync: SyncTokenSide | None = None
+        if inspect.iscoroutinefunction(tokens.acquire):
+            self._async = cast(AsyncTokenSide, tokens)
+        else:
+            self._sync = cast(SyncTokenSide, tokens)
+        base = httpx.URL(base_url)
+        self.origin = (base.scheme, base.host, base.port)
+        # One (token, header) pair, read and replaced whole, so threads never pair
+        # a token with another's header; encoded once per token, not per request.
+        self._header: tuple[AccessToken | None, str] = (None, "")
+
+    def __repr__(self) -> str:
+        scheme, host, port = self.origin
+        where = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+        return f"{type(self).__name__}(origin={where!r})"
+
+    @property
+    def token(self) -> AccessToken | None:
+        """The token held now, if any (it may be due or expired)."""
+        return self.tokens.token
+
+    def is_for_api(self, request: httpx.Request) -> bool:
+        """Does this request go to the API's own origin?"""
+        url = request.url
+        return (url.scheme, url.host, url.port) == self.origin
+
+    def _authorize(self, request: httpx.Request, token: AccessToken) -> None:
+        held, header = self._header
+        if held is not token:
+            header = token.authorization.get_secret_value()
+            self._header = (token, header)
+        request.headers["Authorization"] = header
+
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if not self._is_for_api(request):
+        if not self.is_for_api(request):
             yield request
             return
-        token = self._lifecycle.token
-        started = self._clock()
-        if token is None or started >= token.refresh_at:
-            deadline = self._deadline(request, started)
-            token = await self._async_acquire(deadline)
-            self._fit(request, deadline)
+        tokens = self._async
+        if tokens is None:
+            raise ConfigurationError("This PinkCloudSyncAuth serves a sync client.")
+        token = tokens.fresh()
+        if token is None:
+            deadline: Deadline | None = request.extensions.get(DEADLINE_EXTENSION)
+            token = await tokens.acquire(deadline)
+            if deadline is not None:
+                deadline.fit(request.extensions, "while it got a token")
         replayable = is_replayable(request)
-        put_authorization(request.headers, self._header_for(token))
+        self._authorize(request, token)
         response = yield request
         if response.status_code == 401 and replayable:
             # Refused: drop the token unless a newer one already replaced it, then
-            # replay once. A second 401 goes back to the caller.
-            # Read the refusal first: until then it holds its pool connection, and
-            # the token request may need that very connection (a full pool deadlocks).
+            # replay once. A second 401 goes back to the caller. Read the refusal
+            # first: until then it holds its pool connection, and the token request
+            # may need that very connection (a full pool deadlocks).
             await response.aread()
-            self._lifecycle.invalidate(token)
-            deadline = self._deadline(request, started)
-            token = await self._async_acquire(deadline)
-            self._fit(request, deadline)
-            put_authorization(request.headers, self._header_for(token))
+            tokens.invalidate(token)
+            deadline = request.extensions.get(DEADLINE_EXTENSION)
+            token = await tokens.acquire(deadline)
+            if deadline is not None:
+                deadline.fit(request.extensions, "while it got a token")
+            self._authorize(request, token)
             yield request
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        if not self._is_for_api(request):
+        if not self.is_for_api(request):
             yield request
             return
-        token = self._lifecycle.token
-        started = self._clock()
-        if token is None or started >= token.refresh_at:
-            deadline = self._deadline(request, started)
-            token = self._sync_acquire(deadline)
-            self._fit(request, deadline)
+        tokens = self._sync
+        if tokens is None:
+            raise ConfigurationError("This PinkCloudSyncAuth serves an async client.")
+        token = tokens.fresh()
+        if token is None:
+            deadline: Deadline | None = request.extensions.get(DEADLINE_EXTENSION)
+            token = tokens.acquire(deadline)
+            if deadline is not None:
+                deadline.fit(request.extensions, "while it got a token")
         replayable = is_replayable(request)
-        put_authorization(request.headers, self._header_for(token))
+        self._authorize(request, token)
         response = yield request
         if response.status_code == 401 and replayable:
             response.read()  # frees its pool connection for the token request
-            with self._thread_lock:
-                self._lifecycle.invalidate(token)
-            deadline = self._deadline(request, started)
-            token = self._sync_acquire(deadline)
-            self._fit(request, deadline)
-            put_authorization(request.headers, self._header_for(token))
+            tokens.invalidate(token)
+            deadline = request.extensions.get(DEADLINE_EXTENSION)
+            token = tokens.acquire(deadline)
+            if deadline is not None:
+                deadline.fit(request.extensions, "while it got a token")
+            self._authorize(request, token)
             yield request

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from ._auth import PinkCloudSyncAuth
-from ._config import resolve_settings
+from ._config import Settings, resolve_settings
 from ._constants import (
     ATTEMPTS_EXTENSION,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -21,11 +19,13 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_TIMEOUT_SECONDS,
+    TOKEN_PATH,
 )
 from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
 from ._models import SessionList
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
+from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -40,16 +40,44 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 
 
 class ClientParts:
-    """The pieces both twins are built from."""
+    """What both twins are built from: resolved settings, the retry policy, the
+    httpx options to pass on (timeout defaulted, base URL resolved) and the default
+    timeout that makes no deadline (None when the user set one)."""
 
-    __slots__ = ("auth", "httpx_kwargs", "policy")
+    __slots__ = ("default_timeout", "httpx_kwargs", "policy", "settings")
 
     def __init__(
-        self, auth: PinkCloudSyncAuth, policy: RetryPolicy, httpx_kwargs: dict[str, Any]
+        self,
+        settings: Settings,
+        policy: RetryPolicy,
+        httpx_kwargs: dict[str, Any],
+        default_timeout: dict[str, Any] | None,
     ) -> None:
-        self.auth = auth
+        self.settings = settings
         self.policy = policy
         self.httpx_kwargs = httpx_kwargs
+        self.default_timeout = default_timeout
+
+    def token_source(
+        self,
+        *,
+        clock: Callable[[], float],
+        build_request: RequestFactory,
+        send: SyncSender | None = None,
+        asend: AsyncSender | None = None,
+    ) -> TokenSource:
+        """The token source for these settings, sending through the given layer."""
+        settings = self.settings
+        return TokenSource(
+            api_key=settings.api_key,
+            api_secret=settings.api_secret,
+            token_url=settings.base_url.join(TOKEN_PATH),
+            refresh_margin=settings.refresh_margin,
+            clock=clock,
+            build_request=build_request,
+            send=send,
+            asend=asend,
+        )
 
 
 def build_parts(
@@ -63,7 +91,6 @@ def build_parts(
     retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-    clock: Callable[[], float] = time.monotonic,
     httpx_kwargs: dict[str, Any],
 ) -> ClientParts:
     """Resolve the configuration (argument > environment > default) into parts."""
@@ -87,20 +114,13 @@ def build_parts(
         )
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(str(exc)) from None
-    auth = PinkCloudSyncAuth(
-        settings.api_key,
-        settings.api_secret,
-        base_url=settings.base_url,
-        refresh_margin=settings.refresh_margin,
-        clock=clock,
-    )
     kwargs = dict(httpx_kwargs)
+    default_timeout = None
     if "timeout" not in kwargs:
         kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
-        auth.unbudgeted_timeout = DEFAULT_TIMEOUT.as_dict()
+        default_timeout = DEFAULT_TIMEOUT.as_dict()
     kwargs["base_url"] = settings.base_url
-    kwargs["auth"] = auth
-    return ClientParts(auth, policy, kwargs)
+    return ClientParts(settings, policy, kwargs, default_timeout)
 
 
 def parse_session_list(response: httpx.Response) -> SessionList:

@@ -211,12 +211,15 @@ def _sent_credentials(response: httpx.Response) -> tuple[str, ...]:
     return (credentials.strip(),) if credentials.strip() else ()
 
 
-def api_error_for(response: httpx.Response, *, attempts: int = 1) -> APIError:
-    """The typed error for an error response (not raised); never echoes the bearer token."""
+def api_error_for(
+    response: httpx.Response, *, attempts: int = 1, secrets: tuple[str, ...] = ()
+) -> APIError:
+    """The typed error for an error response (not raised), built redacted: it never
+    echoes the bearer token the request sent, nor any of `secrets`."""
     code, message = _describe_body(response)
-    sent = _sent_credentials(response)
-    if sent:
-        code, message = redact(code, sent), redact(message, sent)
+    hidden = _sent_credentials(response) + secrets
+    if hidden:
+        code, message = redact(code, hidden), redact(message, hidden)
     cls = _error_class(response.status_code)
     kwargs: dict[str, Any] = {
         "status_code": response.status_code,

@@ -1,14 +1,13 @@
-"""The bookkeeping of one request's attempts, shared by the async and sync `send`.
+"""The bookkeeping of one request's attempts, shared by the twins' retry layers.
 
-It turns httpx outcomes into the inputs of `plan_retry` and carries the request's
-deadline; the clients' loops only send, sleep and close.
+It turns httpx outcomes into the inputs of `plan_retry` and keeps each attempt
+within the request's `Deadline`; the clients' retry layers only send, sleep and close.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
@@ -19,6 +18,7 @@ from ._constants import (
     LOGGER_NAME,
     MAX_RETRIES_EXTENSION,
 )
+from ._deadline import Deadline
 from ._exceptions import PinkCloudSyncError
 from ._retry_policy import (
     RETRYABLE_STATUSES,
@@ -28,7 +28,6 @@ from ._retry_policy import (
     parse_retry_after,
     plan_retry,
 )
-from ._timeouts import apply_budget, deadline_for
 
 __all__ = ["RetryLoop", "classify_failure", "is_retry_candidate"]
 
@@ -70,10 +69,8 @@ class RetryLoop:
         request: httpx.Request,
         policy: RetryPolicy,
         clock: Callable[[], float],
-        started: float,
         *,
         replayable: bool,
-        unbudgeted: dict[str, Any] | None,
     ) -> None:
         self.request = request
         self.replayable = replayable
@@ -89,12 +86,9 @@ class RetryLoop:
                 max_retry_after=policy.max_retry_after,
             )
         self.policy = policy
-        # Built only once a first attempt failed, but the budget runs from `started`
-        # (or from wherever the auth flow already fixed it).
-        if DEADLINE_EXTENSION in extensions:
-            self.deadline: float | None = extensions[DEADLINE_EXTENSION]
-        else:
-            self.deadline = deadline_for(started, extensions.get("timeout"), unbudgeted)
+        # Attached before the first attempt by the client's send, or by the token
+        # source for a token request; none means no limit but each phase's own.
+        self.deadline: Deadline | None = extensions.get(DEADLINE_EXTENSION)
 
     def _stop(self) -> None:
         if self.retries:
@@ -128,7 +122,9 @@ class RetryLoop:
         decision = None if failure is None else self._plan(failure=failure)
         if decision is None or not decision.retry:
             if self.retries and not isinstance(exc, PinkCloudSyncError):
-                exc._pinkcloudsync_attempts = self.retries + 1  # type: ignore[attr-defined]
+                # The count travels with the request (the token source reads it);
+                # a note tells whoever reads the traceback.
+                self.request.extensions[ATTEMPTS_EXTENSION] = self.retries + 1
                 exc.add_note(f"pinkcloudsync: gave up after {self.retries + 1} attempts")
             self._stop()
             return None
@@ -139,7 +135,8 @@ class RetryLoop:
         """Count the retry; no attempt may outlive the request's deadline."""
         self.retries += 1
         if self.deadline is not None:
-            apply_budget(self.request.extensions, self.deadline, self.deadline - self.clock())
+            extensions = self.request.extensions
+            extensions["timeout"] = self.deadline.clamp(extensions.get("timeout"))
 
     def _plan(
         self,
@@ -153,7 +150,7 @@ class RetryLoop:
             retries_done=self.retries,
             policy=self.policy,
             now=self.clock(),
-            deadline=self.deadline,
+            deadline=None if self.deadline is None else self.deadline.at,
             status_code=status_code,
             failure=failure,
             retry_after=retry_after,

@@ -1,7 +1,13 @@
 """`PinkCloudSyncClient`: the synchronous twin, for scripts, notebooks and threads.
 
 Same constructor, configuration, errors, retry policy and token lifecycle as the
-async client: both drive one `PinkCloudSyncAuth` over the same decision code.
+async client, over the same decision code; the same named layers:
+
+    send                        attaches the request's Deadline (when its timeout is the user's)
+    _send_handling_admission    (no limit yet: where requests will queue before the token)
+    _send_handling_retries      the retry policy; token requests enter here, below admission
+    httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
+
 Nothing here touches an event loop.
 """
 
@@ -12,23 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
-from httpx._types import AuthTypes
 from pydantic import SecretStr
 
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
 from ._constants import (
-    DEADLINE_EXTENSION,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
+from ._deadline import Deadline
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
-from ._timeouts import deadline_for, release_budget
+from ._token_flights_sync import SyncTokenFlights
 
 __all__ = ["PinkCloudSyncClient"]
 
@@ -66,15 +70,20 @@ class PinkCloudSyncClient(httpx.Client):
             retry_backoff_base=retry_backoff_base,
             retry_backoff_max=retry_backoff_max,
             max_retry_after=max_retry_after,
-            clock=_clock,
             httpx_kwargs=httpx_kwargs,
         )
-        self._pcs_auth = parts.auth
-        super().__init__(**parts.httpx_kwargs)
-        self._retry_policy = parts.policy
         self._clock = _clock
         self._sleep = _sleep
-        parts.auth.bind(self.build_request, sync_sender=self._send_token_request)
+        self._retry_policy = parts.policy
+        self._default_timeout = parts.default_timeout
+        # Composed before httpx's __init__ so that it receives the finished auth; the
+        # bound methods it is given are only called once the client exists.
+        source = parts.token_source(
+            clock=_clock, build_request=self.build_request, send=self._send_token_request
+        )
+        self._tokens = SyncTokenFlights(source, clock=_clock)
+        self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
+        super().__init__(auth=self._pcs_auth, **parts.httpx_kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
@@ -86,66 +95,91 @@ class PinkCloudSyncClient(httpx.Client):
 
     @auth.setter
     def auth(self, value: Any) -> None:
-        if value is not self._pcs_auth:
+        if value is not getattr(self, "_pcs_auth", None):
             raise AttributeError("The client's auth is its PinkCloudSyncAuth.")
-        self._auth = value
 
     def send(
         self,
         request: httpx.Request,
         *,
         stream: bool = False,
-        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
-        """Send with the retry policy; after the last attempt its response is returned."""
-        started = self._clock()
-        replayable = is_replayable(request)  # before a transport buffers the body
-        try:
-            retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
-            while True:
-                try:
-                    response = super().send(
-                        request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                    )
-                except httpx.TransportError as exc:
-                    retry = retry or self._retry_loop(request, started, replayable)
-                    delay = retry.after_error(exc)
-                    if delay is None:
-                        raise
-                else:
-                    if retry is None and not is_retry_candidate(response):
-                        return response
-                    retry = retry or self._retry_loop(request, started, replayable)
-                    delay = retry.after_response(response)
-                    if delay is None:
-                        return response
-                    response.close()
-                self._sleep(delay)
-                retry.next_attempt()
-        finally:
-            if DEADLINE_EXTENSION in request.extensions:
-                release_budget(request.extensions)  # the request may be sent again
+        """Send with the retry policy; after the last attempt its response is returned.
 
-    def _retry_loop(self, request: httpx.Request, started: float, replayable: bool) -> RetryLoop:
-        return RetryLoop(
-            request,
-            self._retry_policy,
-            self._clock,
-            started,
-            replayable=replayable,
-            unbudgeted=self._pcs_auth.unbudgeted_timeout,
+        A timeout you set (on the client or this request) is the request's deadline,
+        across its retries, its wait for a token and its 401 replay.
+        """
+        extensions = request.extensions
+        deadline = Deadline.for_timeout(
+            extensions.get("timeout"), clock=self._clock, default=self._default_timeout
         )
+        if deadline is None:
+            return self._send_handling_admission(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        deadline.attach(extensions)
+        try:
+            return self._send_handling_admission(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        finally:
+            deadline.release(extensions)  # the request may be sent again
+
+    def _send_handling_admission(
+        self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
+    ) -> httpx.Response:
+        # Admits every request for now: the layer where threads will wait for a
+        # connection before they get a token. Token requests never pass here.
+        return self._send_handling_retries(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
+
+    def _send_handling_retries(
+        self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
+    ) -> httpx.Response:
+        replayable = is_replayable(request)  # before a transport buffers the body
+        retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        while True:
+            try:
+                response = super().send(
+                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                )
+            except httpx.TransportError as exc:
+                retry = retry or RetryLoop(
+                    request, self._retry_policy, self._clock, replayable=replayable
+                )
+                delay = retry.after_error(exc)
+                if delay is None:
+                    raise
+            else:
+                if retry is None and not is_retry_candidate(response):
+                    return response
+                retry = retry or RetryLoop(
+                    request, self._retry_policy, self._clock, replayable=replayable
+                )
+                delay = retry.after_response(response)
+                if delay is None:
+                    return response
+                response.close()
+            self._sleep(delay)
+            retry.next_attempt()
 
     def _send_token_request(self, request: httpx.Request) -> httpx.Response:
-        return self.send(request, auth=None, follow_redirects=False)
+        # Below admission; no bearer; never follow a redirect with the secret in the body.
+        return self._send_handling_retries(request, stream=False, auth=None, follow_redirects=False)
 
     def get_token(self) -> AccessToken:
-        """The current valid `AccessToken`, fetched or refreshed if needed."""
-        deadline = deadline_for(
-            self._clock(), self.timeout.as_dict(), self._pcs_auth.unbudgeted_timeout
+        """The current valid `AccessToken`, fetched or refreshed if needed.
+
+        Raises the typed error of the token request; a timeout you set on the client
+        bounds the wait (`RequestTimeoutError`).
+        """
+        deadline = Deadline.for_timeout(
+            self.timeout.as_dict(), clock=self._clock, default=self._default_timeout
         )
-        return self._pcs_auth.sync_get_token(deadline)
+        return self._tokens.get(deadline)
 
     def list_sessions(self) -> SessionList:
         """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""

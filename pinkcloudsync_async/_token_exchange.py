@@ -85,11 +85,7 @@ def token_from_response(
     """
     attempts = response.extensions.get(ATTEMPTS_EXTENSION, 1)
     if response.status_code >= 400:
-        error = api_error_for(response, attempts=attempts)
-        error.message = redact(error.message, secrets)
-        error.error = redact(error.error, secrets)
-        error.args = (redact(str(error), secrets),)
-        raise error
+        raise api_error_for(response, attempts=attempts, secrets=secrets)
     if response.status_code != 200:
         raise InvalidResponseError(
             f"The token endpoint answered {response.status_code} "

@@ -1,37 +1,69 @@
-"""The sync side of `PinkCloudSyncAuth`: getting a token from threads.
+"""`SyncTokenFlights`: the sync token side, getting a token from threads.
 
-The lifecycle's quick steps run under a thread lock; waiting and I/O never do.
-Nothing here touches an event loop.
+The lifecycle's quick steps run under a thread lock; waiting and I/O never do. A
+flight's done event is a `threading.Event`. Nothing here touches an event loop.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
-import httpx
-
-from ._auth_base import AuthBase, copy_for_waiter
-from ._exceptions import APIConnectionError, ConfigurationError, RequestTimeoutError
+from ._deadline import Deadline
+from ._exceptions import RequestTimeoutError
 from ._models import AccessToken
-from ._token_lifecycle import Action, Flight
+from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
+from ._token_source import TokenSource, log_advisory_failure
 
 __all__ = ["SyncTokenFlights"]
 
 
-class SyncTokenFlights(AuthBase):
-    """Lead or wait for the token requests of a thread pool."""
+class SyncTokenFlights:
+    """Lead or wait for the token requests of a thread pool.
 
-    def sync_get_token(self, deadline: float | None = None) -> AccessToken:
-        """The current valid token, fetched or refreshed as the lifecycle decides."""
-        token = self._lifecycle.token
+    `source` performs token requests; `clock` is monotonic seconds. Deadlines are
+    `Deadline`s (None: no limit); a spent one raises `RequestTimeoutError`.
+    An early refresh is carried by the one thread that noticed it.
+    """
+
+    def __init__(
+        self,
+        source: TokenSource,
+        *,
+        clock: Callable[[], float],
+        lifecycle: TokenLifecycle[AccessToken] | None = None,
+    ) -> None:
+        self.source = source
+        self.lifecycle: TokenLifecycle[AccessToken] = lifecycle or TokenLifecycle()
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @property
+    def token(self) -> AccessToken | None:
+        """The token held now, if any (it may be due or expired)."""
+        return self.lifecycle.token
+
+    def fresh(self) -> AccessToken | None:
+        """The held token if it is fresh (no refresh due), else None: the fast path."""
+        token = self.lifecycle.token
         if token is not None and self._clock() < token.refresh_at:
             return token
-        return self._sync_acquire(deadline)
+        return None
 
-    def _sync_acquire(self, deadline: float | None) -> AccessToken:
-        lifecycle = self._lifecycle
+    def invalidate(self, token: AccessToken) -> None:
+        """The API refused `token` (401): drop it unless a newer one replaced it."""
+        with self._lock:
+            self.lifecycle.invalidate(token)
+
+    def get(self, deadline: Deadline | None = None) -> AccessToken:
+        """A valid token: the held one, or the outcome of the (shared) token request."""
+        return self.fresh() or self.acquire(deadline)
+
+    def acquire(self, deadline: Deadline | None) -> AccessToken:
+        """Do what the lifecycle says: use, lead a flight, or wait for one."""
+        lifecycle = self.lifecycle
         while True:
-            with self._thread_lock:
+            with self._lock:
                 action, token, flight = lifecycle.claim(self._clock())
                 if flight is not None and action is not Action.WAIT:
                     flight.waker = threading.Event()
@@ -40,14 +72,10 @@ class SyncTokenFlights(AuthBase):
                 return token
             assert flight is not None
             if action is Action.WAIT:
-                waker = flight.waker
-                if not isinstance(waker, threading.Event):
-                    raise ConfigurationError(
-                        "One PinkCloudSyncAuth is being used by both an async and a sync "
-                        "client at once; give each client its own."
-                    )
-                timeout = None if deadline is None else max(0.0, deadline - self._clock())
-                if not waker.wait(timeout):
+                done = flight.waker
+                assert isinstance(done, threading.Event)
+                timeout = None if deadline is None else max(0.0, deadline.remaining())
+                if not done.wait(timeout):
                     raise RequestTimeoutError("Timed out waiting for an access token.")
                 if flight.token is not None:
                     return flight.token
@@ -56,44 +84,31 @@ class SyncTokenFlights(AuthBase):
                 continue
             if action is Action.USE_AND_REFRESH:
                 assert token is not None
-                self._sync_fly(flight, deadline)  # this thread carries it; others go on
+                self._fly(flight, deadline)  # this thread carries it; others go on
                 return flight.token or token
-            self._sync_fly(flight, deadline)
+            self._fly(flight, deadline)
             assert flight.token is not None
             return flight.token
 
-    def _sync_fly(self, flight: Flight[AccessToken], deadline: float | None) -> None:
-        lifecycle = self._lifecycle
-        event = flight.waker
-        assert isinstance(event, threading.Event)
+    def _fly(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
+        lifecycle = self.lifecycle
+        done = flight.waker
+        assert isinstance(done, threading.Event)
         try:
-            token = self._sync_request_token(deadline)
+            token = self.source.fetch(deadline, held=lifecycle.token)
         except Exception as exc:
-            with self._thread_lock:
+            with self._lock:
                 advisory = lifecycle.fail(flight, exc, self._clock())
-            event.set()
+            done.set()
             if advisory:
-                self._log_advisory_failure(exc)
+                log_advisory_failure(exc, lifecycle.refresh_not_before - self._clock())
                 return
             raise
         except BaseException:
-            with self._thread_lock:
+            with self._lock:
                 lifecycle.abandon(flight)
-            event.set()
+            done.set()
             raise
-        with self._thread_lock:
+        with self._lock:
             lifecycle.succeed(flight, token)
-        event.set()
-
-    def _sync_request_token(self, deadline: float | None) -> AccessToken:
-        request = self._token_request(deadline)
-        if self._sync_sender is None:
-            raise ConfigurationError("This auth is bound to an async client.")
-        sent_at = self._clock()
-        try:
-            response = self._sync_sender(request)
-        except httpx.TransportError as exc:
-            if isinstance(exc, (APIConnectionError, RequestTimeoutError)):
-                raise
-            raise self._connection_error(exc, request) from exc
-        return self._read_token(response, sent_at)
+        done.set()

@@ -18,6 +18,7 @@ A token's life, with `lead = min(refresh_margin, lifetime / 2)`:
 
 from __future__ import annotations
 
+import copy
 import enum
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -30,6 +31,7 @@ __all__ = [
     "TimedToken",
     "TokenLifecycle",
     "TokenStatus",
+    "copy_for_waiter",
     "effective_lifetime",
     "refresh_lead",
     "token_status",
@@ -195,3 +197,17 @@ class TokenLifecycle(Generic[TokenT]):
         """
         if self.token is token:
             self.token = None
+
+
+def copy_for_waiter(error: Exception) -> Exception:
+    """A waiter's own copy of a flight's error (same class, same fields).
+
+    One instance raised in thousands of tasks would grow one traceback without
+    bound and tie their frames together.
+    """
+    try:
+        twin = copy.copy(error)
+    except Exception:  # an exotic exception that cannot be copied
+        return error
+    twin.__cause__ = error.__cause__
+    return twin

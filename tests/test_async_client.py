@@ -344,7 +344,7 @@ class TestHttpxOptions:
             limits=httpx.Limits(max_connections=7, max_keepalive_connections=3),
             verify=False,
         )
-        pool = client._transport._pool  # type: ignore[attr-defined]
+        pool = client._transport.inner._pool  # type: ignore[attr-defined]
         assert pool._max_connections == 7
         assert pool._max_keepalive_connections == 3
         assert pool._ssl_context.verify_mode == ssl.CERT_NONE
@@ -361,7 +361,7 @@ class TestHttpxOptions:
             )
             assert asyncio.run(client.get("sync/sessions")).status_code == 200
             assert asyncio.run(client.get("sync/sessions")).status_code == 200
-        pool = client._transport._pool  # type: ignore[attr-defined]
+        pool = client._transport.inner._pool  # type: ignore[attr-defined]
         assert pool._max_connections == 7
 
     def test_follow_redirects_passes_through(self) -> None:
@@ -696,7 +696,7 @@ class TestExitFromAnotherTask:
             await asyncio.create_task(client.__aexit__(None, None, None))  # "teardown"
             await anyio.wait_all_tasks_blocked()
         assert client.is_closed
-        lifecycle = client.auth._lifecycle
+        lifecycle = client.auth.tokens.lifecycle
         assert lifecycle.flight is None  # the cancelled refresh left nothing in progress
         assert lifecycle.token is not None  # and the old token is still held
 

@@ -1543,7 +1543,7 @@ class TestDeadlinesMeetTheTokenLifecycle:
         # fails while a valid token is held, and nobody carries it again at once.
         assert statuses == [200, 200, 200]
         assert token_calls == 2
-        assert client.auth._lifecycle.failed_refreshes == 1
+        assert client.auth.tokens.lifecycle.failed_refreshes == 1
         assert any(r.levelno == logging.WARNING for r in caplog.records)
 
     @pytest.mark.anyio
@@ -1660,42 +1660,11 @@ class TestDeadlinesMeetTheTokenLifecycle:
         assert clock.now == pytest.approx(clock_before + 0.6)
 
 
-# ------------------------------------------------ the per-request fast paths
+# ------------------------------------------------------------ the origin check
 
 
-class TestFastPathsMatchHttpx:
-    """Two per-request shortcuts read httpx 0.28's internals; they must agree with
-    the public API they stand in for, and notice if httpx changes underneath."""
-
-    def test_httpx_still_has_the_layout_the_shortcuts_read(self) -> None:
-        headers = httpx.Headers({"X-A": "1"})
-        assert headers._list == [(b"X-A", b"x-a", b"1")]  # (raw, lowercased, value)
-        url = httpx.URL("https://Example.COM:443/v1/")
-        reference = url._uri_reference
-        assert (reference.scheme, reference.host, reference.port) == (
-            url.scheme,
-            url.host,
-            url.port,
-        )
-
-    @pytest.mark.parametrize(
-        "initial",
-        [
-            {},
-            {"Accept": "application/json"},
-            {"Authorization": "Bearer old"},
-            {"authorization": "Basic x", "X-B": "2"},
-        ],
-    )
-    def test_put_authorization_equals_setitem(self, initial: dict[str, str]) -> None:
-        from pinkcloudsync_async._auth import put_authorization
-
-        ours = httpx.Headers(initial)
-        theirs = httpx.Headers(initial)
-        put_authorization(ours, b"Bearer new")
-        theirs["Authorization"] = "Bearer new"
-        assert ours.multi_items() == theirs.multi_items()
-        assert ours.get_list("authorization") == ["Bearer new"]
+class TestOriginCheck:
+    """The bearer goes to the API's own origin only, as httpx's public URL reads it."""
 
     @pytest.mark.parametrize(
         ("base", "url", "for_api"),
@@ -1713,8 +1682,8 @@ class TestFastPathsMatchHttpx:
     def test_the_origin_check_matches_the_public_properties(
         self, base: str, url: str, for_api: bool
     ) -> None:
-        auth = PinkCloudSyncAuth(API_KEY, API_SECRET, base_url=base)
+        auth = AsyncPinkCloudSyncClient(API_KEY, API_SECRET, base_url=base).auth
         request = httpx.Request("GET", url)
-        assert auth._is_for_api(request) is for_api
+        assert auth.is_for_api(request) is for_api
         public = (request.url.scheme, request.url.host, request.url.port)
-        assert for_api is (public == auth._origin)
+        assert for_api is (public == auth.origin)

@@ -537,7 +537,7 @@ class TestWiredClients:
     async def test_client_arguments_win(self, emulator: Emulator) -> None:
         async with emulator.client(refresh_margin=1.0, max_retries=0, timeout=2.0) as client:
             assert client.timeout.read == 2.0
-            assert client.auth._refresh_margin == 1.0
+            assert client.auth.tokens.source.refresh_margin == 1.0
 
     def test_an_unknown_key_is_refused(self, emulator: Emulator) -> None:
         with pytest.raises(ValueError, match="pk_nope"):

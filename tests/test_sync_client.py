@@ -405,7 +405,7 @@ async def test_async_client_never_takes_the_thread_lock(entered: bool) -> None:
         _sleep=sleep,
     )
     spy = SpyLock()
-    client.auth._thread_lock = spy  # type: ignore[assignment]
+    client.auth.tokens._lock = spy  # type: ignore[assignment]
     with anyio.fail_after(TIMEOUT):
         if entered:
             await client.__aenter__()
@@ -436,6 +436,6 @@ def test_the_lock_spy_sees_the_sync_flow() -> None:
         API_KEY, API_SECRET, base_url=BASE_URL, transport=httpx.MockTransport(server)
     ) as client:
         spy = SpyLock()
-        client.auth._thread_lock = spy  # type: ignore[assignment]
+        client.auth.tokens._lock = spy  # type: ignore[assignment]
         client.get("things")
     assert spy.acquisitions > 0

@@ -174,7 +174,7 @@ class WaitSpy:
     """
 
     def __init__(self, client: Client) -> None:
-        lifecycle = client.auth._lifecycle
+        lifecycle = client.auth.tokens.lifecycle
         original = lifecycle.claim
         self.waits = 0
         self._cond = threading.Condition()

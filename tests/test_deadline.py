@@ -1,4 +1,4 @@
-"""A request's total time budget: where it ends, and trimming each phase to it."""
+"""A request's deadline: where it ends, how much is left, and each phase clamped to it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pinkcloudsync_async._timeouts import deadline_for, trimmed
+from pinkcloudsync_async import RequestTimeoutError
+from pinkcloudsync_async._deadline import Deadline, clamped, deadline_of
 
 PHASES = {"connect", "read", "write", "pool"}
 
@@ -16,6 +17,17 @@ PHASES = {"connect", "read", "write", "pool"}
 def as_extension(timeout: httpx.Timeout) -> dict[str, Any]:
     """What httpx puts in `request.extensions["timeout"]`."""
     return timeout.as_dict()
+
+
+def deadline_for(
+    now: float, timeout: dict[str, Any] | None, default: dict[str, Any] | None = None
+) -> float | None:
+    """When a request sent at `now` must be done: the deadline's `at`, or None."""
+    deadline = Deadline.for_timeout(timeout, clock=lambda: now, default=default)
+    return None if deadline is None else deadline.at
+
+
+trimmed = clamped
 
 
 @pytest.mark.parametrize("timeout", [None, {}])
@@ -88,24 +100,45 @@ def test_trimmed_is_a_valid_httpx_timeout_and_leaves_the_input_alone() -> None:
     assert httpx.Timeout(**result).as_dict() == result
 
 
-def test_apply_budget_then_release_hands_the_request_back_as_it_came() -> None:
-    from pinkcloudsync_async._timeouts import apply_budget, release_budget
+def test_the_default_timeout_makes_no_deadline() -> None:
+    default = as_extension(httpx.Timeout(30.0, connect=10.0))
+    assert deadline_for(100.0, dict(default), default) is None
+    assert deadline_for(100.0, as_extension(httpx.Timeout(30.0)), default) == 130.0
 
+
+def test_fit_then_release_hands_the_request_back_as_it_came() -> None:
+    now = [96.0]
     original = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
-    extensions: dict[str, object] = {"timeout": dict(original)}
-    apply_budget(extensions, 101.0, 2.0)
-    apply_budget(extensions, 101.0, 1.0)  # a second trim keeps the first original
+    extensions: dict[str, Any] = {"timeout": dict(original)}
+    deadline = Deadline.for_timeout(extensions["timeout"], clock=lambda: now[0])
+    assert deadline is not None
+    deadline.attach(extensions)
+    assert deadline_of(extensions) is deadline
+    now[0] = 99.0
+    deadline.fit(extensions, "while it got a token")
+    now[0] = 100.0
+    deadline.fit(extensions, "while it got a token")  # a second clamp keeps the original
     assert extensions["timeout"] == {"connect": 1.0, "read": 1.0, "write": 1.0, "pool": 1.0}
-    assert extensions["pinkcloudsync.deadline"] == 101.0
-    release_budget(extensions)
+    assert deadline.remaining() == 1.0
+    deadline.release(extensions)
     assert extensions == {"timeout": original}
 
 
-def test_release_budget_without_a_timeout_removes_what_it_added() -> None:
-    from pinkcloudsync_async._timeouts import apply_budget, release_budget
-
-    extensions: dict[str, object] = {}
-    apply_budget(extensions, 10.0, 3.0)
+def test_release_without_a_timeout_removes_what_it_added() -> None:
+    extensions: dict[str, Any] = {}
+    deadline = Deadline(10.0, lambda: 7.0)
+    deadline.attach(extensions)
+    deadline.fit(extensions, "before its next attempt")
     assert extensions["timeout"] == {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}
-    release_budget(extensions)
+    deadline.release(extensions)
     assert extensions == {}
+
+
+@pytest.mark.parametrize("now", [10.0, 10.5, 1e9])
+def test_a_spent_deadline_raises_the_typed_timeout(now: float) -> None:
+    extensions: dict[str, Any] = {"timeout": {"read": 5.0}}
+    deadline = Deadline(10.0, lambda: now)
+    with pytest.raises(RequestTimeoutError, match="ran out while it got a token"):
+        deadline.fit(extensions, "while it got a token")
+    assert extensions == {"timeout": {"read": 5.0}}  # nothing half-done
+    assert isinstance(RequestTimeoutError("x"), httpx.TimeoutException)

@@ -1,0 +1,103 @@
+"""A request's deadline: how much of its time is left, and each phase clamped to it.
+
+A timeout the user sets (on the client or on the request) is a deadline for the
+whole request: its retries, its wait for a token, its 401 replay. Its length is the
+largest phase of that timeout, so `timeout=5` means 5 s in all while httpx still
+applies each phase's own. The library's default timeout bounds phases only (so a
+default client still honours a `Retry-After` up to the cap): it makes no deadline.
+
+One `Deadline` travels with a request in its extensions (`DEADLINE_EXTENSION`),
+attached by the client's outermost `send` and read by every layer below it; a token
+request made for that request carries the same object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._constants import DEADLINE_EXTENSION
+from ._exceptions import RequestTimeoutError
+
+__all__ = ["Deadline", "clamped", "deadline_of"]
+
+_PHASES = ("connect", "read", "write", "pool")
+
+
+def clamped(timeout: Mapping[str, Any] | None, remaining: float) -> dict[str, Any]:
+    """`timeout` (httpx's per-phase dict) with no phase longer than `remaining` seconds."""
+    remaining = max(remaining, 0.0)
+    current = timeout or {}
+    return {
+        phase: remaining if current.get(phase) is None else min(current[phase], remaining)
+        for phase in _PHASES
+    }
+
+
+class Deadline:
+    """When a request must be done, in seconds on `clock` (monotonic).
+
+    `restore` is the timeout extension the request came with, put back by `release`
+    so that a request can be sent again as it was.
+    """
+
+    __slots__ = ("at", "clock", "restore")
+
+    def __init__(self, at: float, clock: Callable[[], float], *, restore: Any = None) -> None:
+        self.at = at
+        self.clock = clock
+        self.restore = restore
+
+    @classmethod
+    def for_timeout(
+        cls,
+        timeout: Mapping[str, Any] | None,
+        *,
+        clock: Callable[[], float],
+        default: Mapping[str, Any] | None = None,
+    ) -> Deadline | None:
+        """The deadline a request sent now with this per-phase `timeout` gets, or None
+        (no timeout, every phase unbounded, or the library's `default`)."""
+        if not timeout or timeout == default:
+            return None
+        values = [v for v in timeout.values() if v is not None and math.isfinite(v)]
+        if not values:
+            return None
+        return cls(clock() + max(values), clock, restore=timeout)
+
+    def remaining(self) -> float:
+        """Seconds left; zero or negative once spent."""
+        return self.at - self.clock()
+
+    def clamp(self, timeout: Mapping[str, Any] | None) -> dict[str, Any]:
+        """`timeout` with every phase cut to what is left (never below zero)."""
+        return clamped(timeout, self.remaining())
+
+    def fit(self, extensions: dict[str, Any], what: str) -> None:
+        """Give the next send of a request only what is left of its time.
+
+        Raises RequestTimeoutError (`what` says what was going on) when nothing is.
+        """
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise RequestTimeoutError(f"The request's timeout ran out {what}.")
+        extensions["timeout"] = clamped(extensions.get("timeout"), remaining)
+
+    def attach(self, extensions: dict[str, Any]) -> None:
+        """Make this the deadline of the request whose extensions these are."""
+        extensions[DEADLINE_EXTENSION] = self
+
+    def release(self, extensions: dict[str, Any]) -> None:
+        """Hand the request back as it came: no deadline, its own timeout."""
+        extensions.pop(DEADLINE_EXTENSION, None)
+        if self.restore is None:
+            extensions.pop("timeout", None)
+        else:
+            extensions["timeout"] = self.restore
+
+
+def deadline_of(extensions: Mapping[str, Any]) -> Deadline | None:
+    """The deadline attached to a request, if it has one."""
+    deadline: Deadline | None = extensions.get(DEADLINE_EXTENSION)
+    return deadline
