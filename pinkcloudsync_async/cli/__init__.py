@@ -26,12 +26,9 @@ from typing import Any
 import anyio
 import httpx
 
-from ._async_client import AsyncPinkCloudSyncClient
-from ._cli_common import PROG, CLIError, Parser, positive
-from ._cli_emulator import add_emulator_parser
-from ._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
-from ._demo import DemoOptions, run_demo
-from ._exceptions import (
+from .._async_client import AsyncPinkCloudSyncClient
+from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._exceptions import (
     APIError,
     AuthenticationError,
     ConfigurationError,
@@ -39,7 +36,10 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
 )
-from ._token_exchange import redact
+from .._token_exchange import redact
+from ._common import PROG, CLIError, Parser, positive
+from .demo import DemoOptions, run_demo
+from .emulator import add_emulator_parser
 
 __all__ = ["CLIError", "main"]
 
@@ -230,7 +230,7 @@ def _run(coroutine: Awaitable[int]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `pinkcloudsync` argument parser."""
-    from . import __version__
+    from .. import __version__
 
     parser = Parser(prog=PROG, description="The PinkCloudSync API from the command line.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

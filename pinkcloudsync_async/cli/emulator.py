@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 
-from ._cli_common import PROG, CLIError, positive
-from ._config import is_loopback_host
-from ._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV
-from .testing import ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Emulator, EmulatorKey, serve_emulator
+from .._config import is_loopback_host
+from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV
+from ..testing import ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Emulator, EmulatorKey, serve_emulator
+from ._common import PROG, CLIError, positive
 
 __all__ = ["add_emulator_parser", "parse_key", "run_emulator"]
 

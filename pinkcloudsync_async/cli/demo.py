@@ -27,10 +27,10 @@ from typing import TextIO
 import anyio
 import httpx
 
-from ._async_client import AsyncPinkCloudSyncClient
-from ._exceptions import PinkCloudSyncError, raise_for_api_error
-from ._token_lifecycle import refresh_lead
-from .testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
+from .._async_client import AsyncPinkCloudSyncClient
+from .._exceptions import PinkCloudSyncError, raise_for_api_error
+from .._token_lifecycle import refresh_lead
+from ..testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
 
 __all__ = ["DemoOptions", "DemoReport", "run_demo", "token_request_bound"]
 
