@@ -19,7 +19,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pinkcloudsync_async._cli import main
+from pinkcloudsync_async.cli import main
 
 TIMEOUT = 30.0
 SECRET = "sk_cli_SECRET_never_printed"

@@ -11,7 +11,7 @@ from collections import Counter
 import anyio
 import pytest
 
-from pinkcloudsync_async._demo import (
+from pinkcloudsync_async.cli.demo import (
     DemoOptions,
     DemoReport,
     _summarize,

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ._cli_common import PROG, CLIError, positive
-from ._config import is_loopback_host
-from ._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV
-from .testing import ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Emulator, EmulatorKey, serve_emulator
+from .._config import is_loopback_host
+from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV
+from ..testing import ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Emulator, EmulatorKey, serve_emulator
+from ._common import PROG, CLIError, positive
 
-__all__ = ["add_emulator_parser", "parse_key", "run_emulator"]
+if TYPE_CHECKING:
+    from ._common import Commands
+
+__all__ = ["add_parser", "parse_key", "run"]
 
 DEFAULT_PORT = 8787
 
@@ -37,7 +40,7 @@ def parse_key(spec: str) -> EmulatorKey:
     return EmulatorKey(api_key, api_secret, permissions)
 
 
-def add_emulator_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
     """Add the `emulator` subcommand to the CLI's subparsers."""
     parser = commands.add_parser("emulator", help="serve the PinkCloudSync emulator locally")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
@@ -64,7 +67,7 @@ def add_emulator_parser(commands: Any) -> None:
         help="accept this key pair (repeatable; replaces the default test key); "
         "PERMS is a comma list, e.g. sync:read,conflicts:read",
     )
-    parser.set_defaults(handler=run_emulator)
+    parser.set_defaults(handler=run)
 
 
 def _announce(url: str, emulator: Emulator, custom_keys: bool) -> None:
@@ -99,7 +102,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def run_emulator(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """The `emulator` command."""
     keys = [parse_key(spec) for spec in args.key] if args.key else None
     emulator = Emulator(keys, token_lifetime=args.token_lifetime, token_latency=args.token_latency)

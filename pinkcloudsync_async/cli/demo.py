@@ -17,22 +17,28 @@ Each term is one token request: any more means requests raced to refresh.
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import httpx
 
-from ._async_client import AsyncPinkCloudSyncClient
-from ._exceptions import PinkCloudSyncError, raise_for_api_error
-from ._token_lifecycle import refresh_lead
-from .testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
+from .._async_client import AsyncPinkCloudSyncClient
+from .._exceptions import PinkCloudSyncError, raise_for_api_error
+from .._token_lifecycle import refresh_lead
+from ..testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
+from ._common import positive, run_coroutine
 
-__all__ = ["DemoOptions", "DemoReport", "run_demo", "token_request_bound"]
+if TYPE_CHECKING:
+    from ._common import Commands
+
+__all__ = ["DemoOptions", "DemoReport", "add_parser", "run", "run_demo", "token_request_bound"]
 
 # The revoker strikes no later than this before an early refresh is due, in
 # seconds, or this fraction of the token's period if shorter.
@@ -53,6 +59,43 @@ class DemoOptions:
     refresh_margin: float = 1.0
     revocations: int = 2
     write_every: int = 200  # one request in this many creates a session
+
+
+def add_parser(commands: Commands) -> None:
+    """Add the `demo` command to the CLI's subparsers."""
+    defaults = DemoOptions()
+    parser = commands.add_parser("demo", help="run the client hard against a local emulator")
+    parser.add_argument(
+        "--duration", type=positive(float), default=defaults.duration, help="seconds"
+    )
+    parser.add_argument(
+        "--concurrency", type=positive(int), default=defaults.concurrency, help="worker coroutines"
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=positive(int),
+        default=defaults.max_in_flight,
+        help="requests in flight (pool size)",
+    )
+    parser.add_argument(
+        "--token-lifetime", type=positive(int), default=defaults.token_lifetime, help="seconds"
+    )
+    parser.add_argument(
+        "--revocations", type=int, default=defaults.revocations, help="times every token is revoked"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The `demo` command."""
+    options = DemoOptions(
+        duration=args.duration,
+        concurrency=args.concurrency,
+        max_in_flight=args.max_in_flight,
+        token_lifetime=args.token_lifetime,
+        revocations=args.revocations,
+    )
+    return run_coroutine(run_demo(options, sys.stdout))
 
 
 def token_request_bound(

@@ -1,0 +1,199 @@
+"""What the commands share: the expected-failure error, parsing helpers, the connection
+flags and settings of the commands that call the API, and how a command runs async code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+
+import anyio
+import httpx
+
+from .._async_client import AsyncPinkCloudSyncClient
+from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._exceptions import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidResponseError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from .._token_exchange import redact
+
+if TYPE_CHECKING:
+    # argparse's subparsers action has no public name; typeshed types it generically.
+    Commands: TypeAlias = argparse._SubParsersAction["Parser"]
+
+__all__ = [
+    "PROG",
+    "CLIError",
+    "Call",
+    "Parser",
+    "client_options",
+    "positive",
+    "run_coroutine",
+]
+
+PROG = "pinkcloudsync"
+
+
+class CLIError(Exception):
+    """An expected failure: one line for stderr, and the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one `prog: error: ...` line after the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(kind: Callable[[str], Any], *, allow_zero: bool = False) -> Callable[[str], Any]:
+    """An argparse `type=` that accepts numbers > 0 (or >= 0)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if allow_zero else '>'} 0: {text!r}")
+        return value
+
+    return parse
+
+
+def client_options() -> Parser:
+    """The connection flags, as a parent parser for every command that calls the API."""
+    parser = Parser(add_help=False)
+    group = parser.add_argument_group("connection (flags override the environment)")
+    group.add_argument("--api-key", help=f"default: ${API_KEY_ENV}, then .env")
+    group.add_argument("--api-secret", help=f"default: ${API_SECRET_ENV}, then .env")
+    group.add_argument(
+        "--base-url", help=f"default: ${BASE_URL_ENV}, then .env, then {DEFAULT_BASE_URL}"
+    )
+    group.add_argument("--timeout", type=positive(float), default=30.0, help="seconds (default 30)")
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http to a non-loopback host",
+    )
+    return parser
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    """The variables in `path` (a `.env`), or none; never fails a command."""
+    if not path.is_file():
+        return {}
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        print(
+            f"{PROG}: note: ignoring {path.name}: python-dotenv is not installed "
+            '(pip install "pinkcloudsync-async[emulator]")',
+            file=sys.stderr,
+        )
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
+    """(api_key, api_secret, base_url): flag > environment > .env > default."""
+    dotenv = _dotenv(Path.cwd() / ".env")
+
+    def pick(flag: str | None, name: str) -> str | None:
+        for value in (flag, environ.get(name), dotenv.get(name)):
+            if value is not None and value.strip():
+                return value.strip()
+        return None
+
+    api_key = pick(args.api_key, API_KEY_ENV)
+    api_secret = pick(args.api_secret, API_SECRET_ENV)
+    missing = [
+        name for name, value in ((API_KEY_ENV, api_key), (API_SECRET_ENV, api_secret)) if not value
+    ]
+    if missing:
+        raise CLIError(
+            f"no credentials: set {' and '.join(missing)} (in the environment or a .env file) "
+            "or pass --api-key/--api-secret",
+            2,
+        )
+    assert api_key is not None
+    assert api_secret is not None
+    return api_key, api_secret, pick(args.base_url, BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+class Call:
+    """One client command: its client, and how to describe its failures safely."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        api_key, api_secret, self.base_url = _settings(args, os.environ)
+        self._secret = api_secret
+        try:
+            self.client = AsyncPinkCloudSyncClient(
+                api_key,
+                api_secret,
+                base_url=self.base_url,
+                allow_insecure_http=args.allow_insecure_http,
+                timeout=args.timeout,
+            )
+        except ConfigurationError as exc:
+            # The library's advice names its argument; here the flag is what to use.
+            text = str(exc).replace("allow_insecure_http=True", "--allow-insecure-http")
+            raise CLIError(text, 2) from None
+
+    def redact(self, text: str) -> str:
+        """`text` without the API secret or the token the client holds."""
+        token = self.client.auth.token
+        held = token.access_token.get_secret_value() if token is not None else ""
+        return redact(text, (self._secret, held))
+
+    def error(self, exc: Exception) -> CLIError:
+        """The one line to show for an expected failure of this call."""
+        if isinstance(exc, AuthenticationError):
+            text = (
+                f"authentication failed ({exc.error}: {exc.message}); check {API_KEY_ENV} "
+                f"and {API_SECRET_ENV}"
+            )
+        elif isinstance(exc, PermissionDeniedError):
+            text = f"permission denied: {exc.message}"
+        elif isinstance(exc, RateLimitError):
+            wait = "" if exc.retry_after is None else f"; retry after {exc.retry_after:g} s"
+            text = f"rate limited: {exc.message}{wait}"
+        elif isinstance(exc, APIError):
+            text = f"the API answered {exc.status_code} {exc.error}: {exc.message}"
+        elif isinstance(exc, InvalidResponseError):
+            text = f"unexpected response from {self.base_url}: {exc.message}"
+        elif isinstance(exc, httpx.TimeoutException):
+            text = f"timed out talking to {self.base_url}"
+        else:
+            text = f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})"
+        return CLIError(self.redact(text))
+
+    async def run(self, body: Callable[[AsyncPinkCloudSyncClient], Awaitable[int]]) -> int:
+        """`body(client)` inside `async with client`; its expected failures as a CLIError."""
+        try:
+            async with self.client:
+                return await body(self.client)
+        except (APIError, InvalidResponseError, httpx.TransportError) as exc:
+            raise self.error(exc) from None
+
+
+def run_coroutine(coroutine: Awaitable[int]) -> int:
+    """Run `coroutine` to completion on a new event loop; its exit status."""
+
+    async def wrapper() -> int:
+        return await coroutine
+
+    # asyncio: the demo serves uvicorn on this same loop.
+    return anyio.run(wrapper, backend="asyncio")
