@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import API_KEY, API_SECRET, make_jwt, token_body
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (

@@ -21,7 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import API_KEY, API_SECRET, make_jwt, token_body
 from pydantic import SecretStr
 
 from pinkcloudsync_async import (

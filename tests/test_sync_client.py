@@ -23,7 +23,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 import twins
-from conftest import API_KEY, API_SECRET
+from fakes import API_KEY, API_SECRET
 from twins import (
     BASE_URL,
     SESSIONS,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import API_SECRET, make_jwt, token_body
+from fakes import API_SECRET, make_jwt, token_body
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (

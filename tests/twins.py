@@ -29,7 +29,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt
+from fakes import API_KEY, API_SECRET, make_jwt
 
 from pinkcloudsync_async import AsyncPinkCloudSyncClient, PinkCloudSyncClient
 from pinkcloudsync_async._token_lifecycle import Action
