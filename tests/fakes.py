@@ -1,4 +1,4 @@
-"""The test fakes, in one place: the test keys and token payloads.
+"""The test fakes, in one place: the test keys, token payloads and a fake clock.
 
 Test modules import these (`from fakes import ...`); conftest.py keeps only fixtures,
 since a conftest is pytest's to load and not a module to import from.
@@ -6,9 +6,11 @@ since a conftest is pytest's to load and not a module to import from.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
+import anyio.lowlevel
 import jwt
 
 # ------------------------------------------------------------------------- keys
@@ -44,3 +46,53 @@ def token_body(token: str | None = None, *, expires_in: int = 3600) -> dict[str,
         "token_type": "Bearer",
         "expires_in": expires_in,
     }
+
+
+# ------------------------------------------------------------------------ clock
+
+T0 = 1000.0  # where a fake monotonic clock starts
+WALL_T0 = 1_700_000_000.0  # a wall-clock second (2023-11-14), for a fake wall clock
+
+
+class FakeClock:
+    """A clock that moves only when a test, or a sleep it was handed to, moves it.
+
+    Serves as the clients' monotonic `_clock` (start at `T0`) and as the emulator's
+    wall clock (start at `WALL_T0`). A test moves it with `advance`, or sets `now`
+    outright. `sleep` / `async_sleep` are fakes for the clients' `_sleep`: they
+    record the delay in `sleeps` and advance the clock by it, so nothing really
+    sleeps. Thread-safe, since the sync client reads it from worker threads.
+    """
+
+    def __init__(self, now: float = T0) -> None:
+        self._now = now
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        with self._lock:
+            self._now = value
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """A sync `_sleep`: records the delay and advances the clock by it."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        """An async `_sleep`: as `sleep`, then a checkpoint, as a real sleep has one."""
+        self.sleep(seconds)
+        await anyio.lowlevel.checkpoint()

@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import API_KEY, API_SECRET, T0, FakeClock, make_jwt, token_body
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (
@@ -42,23 +42,9 @@ BASE = "https://api.pinkcloudsync.example/v1"
 TOKEN_URL = f"{BASE}/auth/token"
 SESSIONS = {"sessions": [{"id": "s1"}]}
 LOGGER = "pinkcloudsync_async"
-T0 = 1000.0
 TIMEOUT = 20  # every async test is bounded: a hang is a failure, not a stuck CI job
 
 Reply = httpx.Response | Awaitable[httpx.Response]
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeAPI:

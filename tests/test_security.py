@@ -21,7 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import API_KEY, API_SECRET, T0, FakeClock, make_jwt, token_body
 from pydantic import SecretStr
 
 from pinkcloudsync_async import (
@@ -38,20 +38,11 @@ from pinkcloudsync_async import (
 BASE = "https://api.pinkcloudsync.example/v1"
 LOGGER = "pinkcloudsync_async"
 TIMEOUT = 10
-T0 = 1000.0
 
 
 def issued_token(n: int) -> str:
     """A distinctive JWT: long enough that finding it in a text is never a coincidence."""
     return make_jwt(sub=f"user_{n}", jti=f"secret-jti-{n}-never-printed")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeAPI:

@@ -23,12 +23,11 @@ import anyio.lowlevel
 import httpx
 import pytest
 import twins
-from fakes import API_KEY, API_SECRET
+from fakes import API_KEY, API_SECRET, FakeClock
 from twins import (
     BASE_URL,
     SESSIONS,
     TIMEOUT,
-    FakeClock,
     Server,
     Twin,
     WaitSpy,
