@@ -1,4 +1,4 @@
-"""The test fakes, in one place: the test keys, token payloads and a fake clock.
+"""The test fakes, in one place: keys, token payloads, a fake clock, invalid payloads.
 
 Test modules import these (`from fakes import ...`); conftest.py keeps only fixtures,
 since a conftest is pytest's to load and not a module to import from.
@@ -6,6 +6,7 @@ since a conftest is pytest's to load and not a module to import from.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -96,3 +97,139 @@ class FakeClock:
         """An async `_sleep`: as `sleep`, then a checkpoint, as a real sleep has one."""
         self.sleep(seconds)
         await anyio.lowlevel.checkpoint()
+
+
+# ------------------------------------------------------------- invalid payloads
+#
+# Every way a token response can be unusable, built around the access token it
+# carries, so that each test module can look for its own token in whatever the
+# client says afterwards (errors, reprs, logs) and find it nowhere.
+
+
+def invalid_token_payloads(token: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """JSON objects that are no valid token payload: name -> (payload, field at fault).
+
+    The field is the one the error must name. The last rows put the token where it
+    does not belong, so an error that echoed a field's value would leak it.
+    """
+    return {
+        "missing-access-token": ({"token_type": "Bearer", "expires_in": 3600}, "access_token"),
+        "missing-token-type": ({"access_token": token, "expires_in": 3600}, "token_type"),
+        "missing-expires-in": ({"access_token": token, "token_type": "Bearer"}, "expires_in"),
+        "expires-in-string": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": "3600"},
+            "expires_in",
+        ),
+        "expires-in-true": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": True},
+            "expires_in",
+        ),
+        "expires-in-zero": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": 0},
+            "expires_in",
+        ),
+        "expires-in-negative": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": -1},
+            "expires_in",
+        ),
+        "expires-in-float": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": 3.5},
+            "expires_in",
+        ),
+        "expires-in-null": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": None},
+            "expires_in",
+        ),
+        "token-type-mac": (
+            {"access_token": token, "token_type": "MAC", "expires_in": 3600},
+            "token_type",
+        ),
+        # Bearer is accepted in any case; another type is refused in any case.
+        "token-type-mac-lowercase": (
+            {"access_token": token, "token_type": "mac", "expires_in": 3600},
+            "token_type",
+        ),
+        "token-type-empty": (
+            {"access_token": token, "token_type": "", "expires_in": 3600},
+            "token_type",
+        ),
+        "token-type-number": (
+            {"access_token": token, "token_type": 1, "expires_in": 3600},
+            "token_type",
+        ),
+        "access-token-empty": (
+            {"access_token": "", "token_type": "Bearer", "expires_in": 3600},
+            "access_token",
+        ),
+        "access-token-blank": (
+            {"access_token": "  ", "token_type": "Bearer", "expires_in": 3600},
+            "access_token",
+        ),
+        "access-token-number": (
+            {"access_token": 42, "token_type": "Bearer", "expires_in": 3600},
+            "access_token",
+        ),
+        "access-token-null": (
+            {"access_token": None, "token_type": "Bearer", "expires_in": 3600},
+            "access_token",
+        ),
+        # The token where it does not belong.
+        "access-token-misnamed": (
+            {"token": token, "token_type": "Bearer", "expires_in": 3600},
+            "access_token",
+        ),
+        "token-type-is-the-token": (
+            {"access_token": token, "token_type": token, "expires_in": 3600},
+            "token_type",
+        ),
+        "expires-in-is-the-token": (
+            {"access_token": token, "token_type": "Bearer", "expires_in": token},
+            "expires_in",
+        ),
+        "everything-wrong": (
+            {"access_token": token, "token_type": None, "expires_in": [token]},
+            "token_type",
+        ),
+    }
+
+
+def not_json_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Token response bodies that are not JSON at all: name -> (body, content type)."""
+    return {
+        "html": (f"<html><body>502 Bad Gateway {token}</body></html>".encode(), "text/html"),
+        "empty": (b"", "application/json"),
+        "blank": (b"   ", "application/json"),
+        "truncated": (f'{{"access_token": "{token}", "token_ty'.encode(), "application/json"),
+        "garbage": (b"\xff\xfe\x00garbage", "application/octet-stream"),
+    }
+
+
+def not_object_bodies(token: str) -> dict[str, Any]:
+    """Token response bodies that are JSON but not an object: name -> the JSON value."""
+    return {
+        "list": [token_body(token)],
+        "string": token,
+        "number": 3600,
+        "true": True,
+        "null": None,
+    }
+
+
+def not_a_payload_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Bodies that are not JSON, or JSON but not an object: name -> (body, content type)."""
+    return {
+        **not_json_bodies(token),
+        **{f"json-{name}": _as_json(value) for name, value in not_object_bodies(token).items()},
+    }
+
+
+def invalid_token_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Every row above as a raw body: name -> (body, content type)."""
+    return {
+        **{name: _as_json(payload) for name, (payload, _) in invalid_token_payloads(token).items()},
+        **not_a_payload_bodies(token),
+    }
+
+
+def _as_json(value: Any) -> tuple[bytes, str]:
+    return json.dumps(value).encode(), "application/json"

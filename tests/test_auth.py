@@ -22,7 +22,15 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, T0, FakeClock, make_jwt, token_body
+from fakes import (
+    API_KEY,
+    API_SECRET,
+    T0,
+    FakeClock,
+    invalid_token_bodies,
+    make_jwt,
+    token_body,
+)
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (
@@ -498,44 +506,8 @@ class TestFailureFanOut:
 SENTINEL = "tok-SENTINEL-must-never-be-echoed"
 
 
-def _json(value: Any) -> tuple[bytes, str]:
-    return json.dumps(value).encode(), "application/json"
-
-
-INVALID_PAYLOADS = {
-    "missing-access-token": _json({"token_type": "Bearer", "expires_in": 3600}),
-    "missing-token-type": _json({"access_token": SENTINEL, "expires_in": 3600}),
-    "missing-expires-in": _json({"access_token": SENTINEL, "token_type": "Bearer"}),
-    "expires-in-string": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": "3600"}
-    ),
-    "expires-in-true": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": True}
-    ),
-    "expires-in-zero": _json({"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 0}),
-    "expires-in-negative": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": -1}
-    ),
-    "expires-in-float": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 3.5}
-    ),
-    "expires-in-null": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": None}
-    ),
-    "token-type-mac": _json({"access_token": SENTINEL, "token_type": "MAC", "expires_in": 3600}),
-    "token-type-empty": _json({"access_token": SENTINEL, "token_type": "", "expires_in": 3600}),
-    "token-type-number": _json({"access_token": SENTINEL, "token_type": 1, "expires_in": 3600}),
-    "access-token-empty": _json({"access_token": "", "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-blank": _json({"access_token": "  ", "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-number": _json({"access_token": 42, "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-null": _json({"access_token": None, "token_type": "Bearer", "expires_in": 3600}),
-    "html": (f"<html><body>{SENTINEL}</body></html>".encode(), "text/html"),
-    "empty-body": (b"", "application/json"),
-    "json-list": _json([{"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 3600}]),
-    "json-string": _json(SENTINEL),
-    "json-null": _json(None),
-    "truncated-json": (f'{{"access_token": "{SENTINEL}", "token_'.encode(), "application/json"),
-}
+# Every unusable token response, as raw bodies carrying this module's sentinel.
+INVALID_PAYLOADS = invalid_token_bodies(SENTINEL)
 
 
 class TestValidation:
