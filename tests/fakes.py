@@ -1,4 +1,4 @@
-"""The test fakes, in one place: keys, token payloads, a fake clock, invalid payloads.
+"""The test fakes, in one place: keys, token payloads, a client, a clock, bad payloads.
 
 Test modules import these (`from fakes import ...`); conftest.py keeps only fixtures,
 since a conftest is pytest's to load and not a module to import from.
@@ -9,17 +9,24 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio.lowlevel
+import httpx
 import jwt
 
-# ------------------------------------------------------------------------- keys
+from pinkcloudsync_async import AsyncPinkCloudSyncClient
+
+# ------------------------------------------------------------------- keys, urls
 
 # Only the key the *tests* sign with; clients never verify (they hold no key).
 TEST_SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256"
 API_KEY = "pk_test_unit"
 API_SECRET = "sk_test_unit_SECRET_never_printed"
+
+BASE_URL = "https://api.pinkcloudsync.example/v1"
+TOKEN_URL = f"{BASE_URL}/auth/token"
 
 
 # --------------------------------------------------------------- token payloads
@@ -47,6 +54,17 @@ def token_body(token: str | None = None, *, expires_in: int = 3600) -> dict[str,
         "token_type": "Bearer",
         "expires_in": expires_in,
     }
+
+
+# ---------------------------------------------------------------------- clients
+
+
+def make_client(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> AsyncPinkCloudSyncClient:
+    """An async client on the test keys whose transport is `handler` (no network)."""
+    kwargs.setdefault("base_url", BASE_URL)
+    return AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), **kwargs
+    )
 
 
 # ------------------------------------------------------------------------ clock

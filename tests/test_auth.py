@@ -25,9 +25,12 @@ import pytest
 from fakes import (
     API_KEY,
     API_SECRET,
+    BASE_URL,
     T0,
+    TOKEN_URL,
     FakeClock,
     invalid_token_bodies,
+    make_client,
     make_jwt,
     token_body,
 )
@@ -46,8 +49,6 @@ from pinkcloudsync_async import (
     ServerError,
 )
 
-BASE = "https://api.pinkcloudsync.example/v1"
-TOKEN_URL = f"{BASE}/auth/token"
 SESSIONS = {"sessions": [{"id": "s1"}]}
 LOGGER = "pinkcloudsync_async"
 TIMEOUT = 20  # every async test is bounded: a hang is a failure, not a stuck CI job
@@ -97,13 +98,6 @@ class FakeAPI:
         if inspect.isawaitable(reply):
             return await reply
         return reply
-
-
-def make_client(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> AsyncPinkCloudSyncClient:
-    kwargs.setdefault("base_url", BASE)
-    return AsyncPinkCloudSyncClient(
-        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), **kwargs
-    )
 
 
 def bearer(response: httpx.Response) -> str | None:
@@ -217,8 +211,8 @@ class TestTokenRequest:
     @pytest.mark.parametrize(
         ("base_url", "token_url"),
         [
-            (BASE, TOKEN_URL),
-            (f"{BASE}/", TOKEN_URL),
+            (BASE_URL, TOKEN_URL),
+            (f"{BASE_URL}/", TOKEN_URL),
             (
                 "https://eu.pinkcloudsync.example/api/v2",
                 "https://eu.pinkcloudsync.example/api/v2/auth/token",
@@ -1071,7 +1065,7 @@ class TestUnauthorized:
 
         with anyio.fail_after(TIMEOUT):
             async with AsyncPinkCloudSyncClient(
-                API_KEY, API_SECRET, base_url=BASE, transport=transport
+                API_KEY, API_SECRET, base_url=BASE_URL, transport=transport
             ) as client:
                 response = await client.post("sync/sessions", content=body())
         assert response.status_code == 401

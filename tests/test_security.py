@@ -24,9 +24,11 @@ import pytest
 from fakes import (
     API_KEY,
     API_SECRET,
+    BASE_URL,
     T0,
     FakeClock,
     invalid_token_payloads,
+    make_client,
     make_jwt,
     not_a_payload_bodies,
     token_body,
@@ -44,7 +46,6 @@ from pinkcloudsync_async import (
     raise_for_api_error,
 )
 
-BASE = "https://api.pinkcloudsync.example/v1"
 LOGGER = "pinkcloudsync_async"
 TIMEOUT = 10
 
@@ -81,13 +82,6 @@ class FakeAPI:
     @property
     def secrets(self) -> list[str]:
         return [API_SECRET, *self.issued]
-
-
-def make_client(api: Any, **kwargs: Any) -> AsyncPinkCloudSyncClient:
-    kwargs.setdefault("base_url", BASE)
-    return AsyncPinkCloudSyncClient(
-        API_KEY, API_SECRET, transport=httpx.MockTransport(api), **kwargs
-    )
 
 
 async def no_sleep(seconds: float) -> None:
@@ -167,7 +161,10 @@ class TestReprAndStr:
 
     def test_a_secret_given_as_secret_str_stays_hidden(self) -> None:
         client = AsyncPinkCloudSyncClient(
-            API_KEY, SecretStr(API_SECRET), base_url=BASE, transport=httpx.MockTransport(FakeAPI())
+            API_KEY,
+            SecretStr(API_SECRET),
+            base_url=BASE_URL,
+            transport=httpx.MockTransport(FakeAPI()),
         )
         assert_no_secret(
             [repr(client), str(client), repr(client.auth), str(client.auth)], [API_SECRET]

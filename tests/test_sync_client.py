@@ -23,9 +23,8 @@ import anyio.lowlevel
 import httpx
 import pytest
 import twins
-from fakes import API_KEY, API_SECRET, FakeClock
+from fakes import API_KEY, API_SECRET, BASE_URL, FakeClock
 from twins import (
-    BASE_URL,
     SESSIONS,
     TIMEOUT,
     Server,

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from fakes import (
     API_SECRET,
+    TOKEN_URL,
     invalid_token_payloads,
     make_jwt,
     not_json_bodies,
@@ -38,7 +39,6 @@ from pinkcloudsync_async._token_exchange import (
     token_from_response,
 )
 
-TOKEN_URL = "https://api.pinkcloudsync.example/v1/auth/token"
 SENT_AT = 1000.0
 
 

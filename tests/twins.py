@@ -28,13 +28,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, FakeClock, make_jwt
+from fakes import API_KEY, API_SECRET, BASE_URL, TOKEN_URL, FakeClock, make_jwt
 
 from pinkcloudsync_async import AsyncPinkCloudSyncClient, PinkCloudSyncClient
 from pinkcloudsync_async._token_lifecycle import Action
 
-BASE_URL = "https://api.pinkcloudsync.example/v1"
-TOKEN_PATH = "/v1/auth/token"
+TOKEN_PATH = httpx.URL(TOKEN_URL).path
 # Bound of every test body (anyio.fail_after) and of every wait on a thread or gate.
 TIMEOUT = 10.0
 
