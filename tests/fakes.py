@@ -127,87 +127,42 @@ class FakeClock:
 def invalid_token_payloads(token: str) -> dict[str, tuple[dict[str, Any], str]]:
     """JSON objects that are no valid token payload: name -> (payload, field at fault).
 
-    The field is the one the error must name. The last rows put the token where it
-    does not belong, so an error that echoed a field's value would leak it.
+    Each row spoils one field of a valid payload, so the field its error must name
+    is the one it changed. The last rows put the token where it does not belong,
+    so an error that echoed a field's value would leak it.
     """
+    valid = token_body(token)
+
+    def wrong(field: str, value: Any) -> tuple[dict[str, Any], str]:
+        return {**valid, field: value}, field
+
+    def missing(field: str) -> tuple[dict[str, Any], str]:
+        return {name: value for name, value in valid.items() if name != field}, field
+
     return {
-        "missing-access-token": ({"token_type": "Bearer", "expires_in": 3600}, "access_token"),
-        "missing-token-type": ({"access_token": token, "expires_in": 3600}, "token_type"),
-        "missing-expires-in": ({"access_token": token, "token_type": "Bearer"}, "expires_in"),
-        "expires-in-string": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": "3600"},
-            "expires_in",
-        ),
-        "expires-in-true": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": True},
-            "expires_in",
-        ),
-        "expires-in-zero": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": 0},
-            "expires_in",
-        ),
-        "expires-in-negative": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": -1},
-            "expires_in",
-        ),
-        "expires-in-float": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": 3.5},
-            "expires_in",
-        ),
-        "expires-in-null": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": None},
-            "expires_in",
-        ),
-        "token-type-mac": (
-            {"access_token": token, "token_type": "MAC", "expires_in": 3600},
-            "token_type",
-        ),
+        "missing-access-token": missing("access_token"),
+        "missing-token-type": missing("token_type"),
+        "missing-expires-in": missing("expires_in"),
+        "expires-in-string": wrong("expires_in", "3600"),
+        "expires-in-true": wrong("expires_in", True),
+        "expires-in-zero": wrong("expires_in", 0),
+        "expires-in-negative": wrong("expires_in", -1),
+        "expires-in-float": wrong("expires_in", 3.5),
+        "expires-in-null": wrong("expires_in", None),
+        "token-type-mac": wrong("token_type", "MAC"),
         # Bearer is accepted in any case; another type is refused in any case.
-        "token-type-mac-lowercase": (
-            {"access_token": token, "token_type": "mac", "expires_in": 3600},
-            "token_type",
-        ),
-        "token-type-empty": (
-            {"access_token": token, "token_type": "", "expires_in": 3600},
-            "token_type",
-        ),
-        "token-type-number": (
-            {"access_token": token, "token_type": 1, "expires_in": 3600},
-            "token_type",
-        ),
-        "access-token-empty": (
-            {"access_token": "", "token_type": "Bearer", "expires_in": 3600},
-            "access_token",
-        ),
-        "access-token-blank": (
-            {"access_token": "  ", "token_type": "Bearer", "expires_in": 3600},
-            "access_token",
-        ),
-        "access-token-number": (
-            {"access_token": 42, "token_type": "Bearer", "expires_in": 3600},
-            "access_token",
-        ),
-        "access-token-null": (
-            {"access_token": None, "token_type": "Bearer", "expires_in": 3600},
-            "access_token",
-        ),
+        "token-type-mac-lowercase": wrong("token_type", "mac"),
+        "token-type-empty": wrong("token_type", ""),
+        "token-type-number": wrong("token_type", 1),
+        "access-token-empty": wrong("access_token", ""),
+        "access-token-blank": wrong("access_token", "  "),
+        "access-token-number": wrong("access_token", 42),
+        "access-token-null": wrong("access_token", None),
         # The token where it does not belong.
-        "access-token-misnamed": (
-            {"token": token, "token_type": "Bearer", "expires_in": 3600},
-            "access_token",
-        ),
-        "token-type-is-the-token": (
-            {"access_token": token, "token_type": token, "expires_in": 3600},
-            "token_type",
-        ),
-        "expires-in-is-the-token": (
-            {"access_token": token, "token_type": "Bearer", "expires_in": token},
-            "expires_in",
-        ),
-        "everything-wrong": (
-            {"access_token": token, "token_type": None, "expires_in": [token]},
-            "token_type",
-        ),
+        "access-token-misnamed": ({"token": token, **missing("access_token")[0]}, "access_token"),
+        "token-type-is-the-token": wrong("token_type", token),
+        "expires-in-is-the-token": wrong("expires_in", token),
+        "everything-wrong": ({**valid, "token_type": None, "expires_in": [token]}, "token_type"),
     }
 
 
