@@ -18,7 +18,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 import respx
-from conftest import API_KEY, API_SECRET, token_body
+from fakes import API_KEY, API_SECRET, token_body
 from pydantic import SecretStr, ValidationError
 
 from pinkcloudsync_async import (

@@ -22,7 +22,18 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import (
+    API_KEY,
+    API_SECRET,
+    BASE_URL,
+    T0,
+    TOKEN_URL,
+    FakeClock,
+    invalid_token_bodies,
+    make_client,
+    make_jwt,
+    token_body,
+)
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (
@@ -38,27 +49,11 @@ from pinkcloudsync_async import (
     ServerError,
 )
 
-BASE = "https://api.pinkcloudsync.example/v1"
-TOKEN_URL = f"{BASE}/auth/token"
 SESSIONS = {"sessions": [{"id": "s1"}]}
 LOGGER = "pinkcloudsync_async"
-T0 = 1000.0
 TIMEOUT = 20  # every async test is bounded: a hang is a failure, not a stuck CI job
 
 Reply = httpx.Response | Awaitable[httpx.Response]
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeAPI:
@@ -103,13 +98,6 @@ class FakeAPI:
         if inspect.isawaitable(reply):
             return await reply
         return reply
-
-
-def make_client(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> AsyncPinkCloudSyncClient:
-    kwargs.setdefault("base_url", BASE)
-    return AsyncPinkCloudSyncClient(
-        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), **kwargs
-    )
 
 
 def bearer(response: httpx.Response) -> str | None:
@@ -223,8 +211,8 @@ class TestTokenRequest:
     @pytest.mark.parametrize(
         ("base_url", "token_url"),
         [
-            (BASE, TOKEN_URL),
-            (f"{BASE}/", TOKEN_URL),
+            (BASE_URL, TOKEN_URL),
+            (f"{BASE_URL}/", TOKEN_URL),
             (
                 "https://eu.pinkcloudsync.example/api/v2",
                 "https://eu.pinkcloudsync.example/api/v2/auth/token",
@@ -512,44 +500,8 @@ class TestFailureFanOut:
 SENTINEL = "tok-SENTINEL-must-never-be-echoed"
 
 
-def _json(value: Any) -> tuple[bytes, str]:
-    return json.dumps(value).encode(), "application/json"
-
-
-INVALID_PAYLOADS = {
-    "missing-access-token": _json({"token_type": "Bearer", "expires_in": 3600}),
-    "missing-token-type": _json({"access_token": SENTINEL, "expires_in": 3600}),
-    "missing-expires-in": _json({"access_token": SENTINEL, "token_type": "Bearer"}),
-    "expires-in-string": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": "3600"}
-    ),
-    "expires-in-true": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": True}
-    ),
-    "expires-in-zero": _json({"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 0}),
-    "expires-in-negative": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": -1}
-    ),
-    "expires-in-float": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 3.5}
-    ),
-    "expires-in-null": _json(
-        {"access_token": SENTINEL, "token_type": "Bearer", "expires_in": None}
-    ),
-    "token-type-mac": _json({"access_token": SENTINEL, "token_type": "MAC", "expires_in": 3600}),
-    "token-type-empty": _json({"access_token": SENTINEL, "token_type": "", "expires_in": 3600}),
-    "token-type-number": _json({"access_token": SENTINEL, "token_type": 1, "expires_in": 3600}),
-    "access-token-empty": _json({"access_token": "", "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-blank": _json({"access_token": "  ", "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-number": _json({"access_token": 42, "token_type": "Bearer", "expires_in": 3600}),
-    "access-token-null": _json({"access_token": None, "token_type": "Bearer", "expires_in": 3600}),
-    "html": (f"<html><body>{SENTINEL}</body></html>".encode(), "text/html"),
-    "empty-body": (b"", "application/json"),
-    "json-list": _json([{"access_token": SENTINEL, "token_type": "Bearer", "expires_in": 3600}]),
-    "json-string": _json(SENTINEL),
-    "json-null": _json(None),
-    "truncated-json": (f'{{"access_token": "{SENTINEL}", "token_'.encode(), "application/json"),
-}
+# Every unusable token response, as raw bodies carrying this module's sentinel.
+INVALID_PAYLOADS = invalid_token_bodies(SENTINEL)
 
 
 class TestValidation:
@@ -1113,7 +1065,7 @@ class TestUnauthorized:
 
         with anyio.fail_after(TIMEOUT):
             async with AsyncPinkCloudSyncClient(
-                API_KEY, API_SECRET, base_url=BASE, transport=transport
+                API_KEY, API_SECRET, base_url=BASE_URL, transport=transport
             ) as client:
                 response = await client.post("sync/sessions", content=body())
         assert response.status_code == 401

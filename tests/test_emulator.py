@@ -10,6 +10,7 @@ import anyio
 import httpx
 import jwt
 import pytest
+from fakes import WALL_T0, FakeClock
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
@@ -32,16 +33,6 @@ CREDENTIALS = {"api_key": DEFAULT_API_KEY, "api_secret": DEFAULT_API_SECRET}
 READER = EmulatorKey("pk_test_reader", "sk_test_reader_SECRET", permissions=("sync:read",))
 WRITER = EmulatorKey("pk_test_writer", "sk_test_writer_SECRET", permissions=("sync:write",))
 ADMIN = EmulatorKey("pk_test_admin", "sk_test_admin_SECRET", permissions=("admin",))
-
-
-class FakeClock:
-    """The emulator's wall clock, moved by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def raw(emulator: Emulator) -> httpx.AsyncClient:
@@ -238,7 +229,7 @@ class TestBearerTokens:
         assert response.status_code == 401
 
     async def test_an_expired_token_is_401(self) -> None:
-        clock = FakeClock()
+        clock = FakeClock(WALL_T0)
         emulator = Emulator(token_lifetime=10, clock=clock)
         async with raw(emulator) as http:
             token = await token_for(http)
@@ -347,7 +338,7 @@ class TestPermissions:
 
 class TestRateLimitsAndFailures:
     async def test_requests_past_the_limit_are_429_until_the_window_ends(self) -> None:
-        clock = FakeClock()
+        clock = FakeClock(WALL_T0)
         emulator = Emulator(clock=clock)
         async with raw(emulator) as http:
             headers = bearer(await token_for(http))

@@ -31,7 +31,10 @@ DEADLINE = 20.0
 
 class Clocks:
     """One hand-moved time for both sides: the emulator's wall clock, the client's
-    monotonic one. Moving it ages tokens without waiting."""
+    monotonic one. Moving it ages tokens without waiting.
+
+    Not a `fakes.FakeClock`: over a real socket time really passes, so each side
+    keeps its own real clock and the test shifts both by the same offset."""
 
     def __init__(self) -> None:
         self.offset = 0.0

@@ -18,9 +18,8 @@ import anyio.lowlevel
 import httpx
 import pytest
 import twins
-from conftest import API_KEY, API_SECRET
+from fakes import API_KEY, API_SECRET, BASE_URL
 from twins import (
-    BASE_URL,
     SESSIONS,
     TIMEOUT,
     Server,

@@ -21,7 +21,18 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt, token_body
+from fakes import (
+    API_KEY,
+    API_SECRET,
+    BASE_URL,
+    T0,
+    FakeClock,
+    invalid_token_payloads,
+    make_client,
+    make_jwt,
+    not_a_payload_bodies,
+    token_body,
+)
 from pydantic import SecretStr
 
 from pinkcloudsync_async import (
@@ -35,23 +46,13 @@ from pinkcloudsync_async import (
     raise_for_api_error,
 )
 
-BASE = "https://api.pinkcloudsync.example/v1"
 LOGGER = "pinkcloudsync_async"
 TIMEOUT = 10
-T0 = 1000.0
 
 
 def issued_token(n: int) -> str:
     """A distinctive JWT: long enough that finding it in a text is never a coincidence."""
     return make_jwt(sub=f"user_{n}", jti=f"secret-jti-{n}-never-printed")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeAPI:
@@ -81,13 +82,6 @@ class FakeAPI:
     @property
     def secrets(self) -> list[str]:
         return [API_SECRET, *self.issued]
-
-
-def make_client(api: Any, **kwargs: Any) -> AsyncPinkCloudSyncClient:
-    kwargs.setdefault("base_url", BASE)
-    return AsyncPinkCloudSyncClient(
-        API_KEY, API_SECRET, transport=httpx.MockTransport(api), **kwargs
-    )
 
 
 async def no_sleep(seconds: float) -> None:
@@ -167,7 +161,10 @@ class TestReprAndStr:
 
     def test_a_secret_given_as_secret_str_stays_hidden(self) -> None:
         client = AsyncPinkCloudSyncClient(
-            API_KEY, SecretStr(API_SECRET), base_url=BASE, transport=httpx.MockTransport(FakeAPI())
+            API_KEY,
+            SecretStr(API_SECRET),
+            base_url=BASE_URL,
+            transport=httpx.MockTransport(FakeAPI()),
         )
         assert_no_secret(
             [repr(client), str(client), repr(client.auth), str(client.auth)], [API_SECRET]
@@ -287,18 +284,9 @@ class TestTokenEndpointErrors:
 
 TOKEN = issued_token(99)
 
-INVALID_WITH_TOKEN = {
-    "expires-in-string": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": "3600"},
-    "expires-in-bool": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": True},
-    "expires-in-zero": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 0},
-    "expires-in-float": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3.5},
-    "expires-in-missing": {"access_token": TOKEN, "token_type": "Bearer"},
-    "token-type-wrong": {"access_token": TOKEN, "token_type": "MAC", "expires_in": 3600},
-    "token-type-missing": {"access_token": TOKEN, "expires_in": 3600},
-    "token-type-is-the-token": {"access_token": TOKEN, "token_type": TOKEN, "expires_in": 3600},
-    "expires-in-is-the-token": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": TOKEN},
-    "everything-wrong": {"access_token": TOKEN, "token_type": None, "expires_in": [TOKEN]},
-}
+# The shared tables, around a JWT: long and distinctive, so any echo of it is found.
+INVALID_WITH_TOKEN = {name: payload for name, (payload, _) in invalid_token_payloads(TOKEN).items()}
+NOT_A_PAYLOAD = not_a_payload_bodies(TOKEN)
 
 
 class TestInvalidPayloads:
@@ -320,22 +308,13 @@ class TestInvalidPayloads:
         assert_no_secret(log_texts(all_logs), [TOKEN, API_SECRET])
 
     @pytest.mark.anyio
-    @pytest.mark.parametrize(
-        ("body", "content_type"),
-        [
-            (f'{{"access_token": "{TOKEN}", "token_type": "Bea', "application/json"),
-            (f"<html>{TOKEN}</html>", "text/html"),
-            (json.dumps([{"access_token": TOKEN}]), "application/json"),
-            (json.dumps(TOKEN), "application/json"),
-        ],
-        ids=["truncated", "html", "list", "string"],
-    )
+    @pytest.mark.parametrize(("body", "content_type"), NOT_A_PAYLOAD.values(), ids=NOT_A_PAYLOAD)
     async def test_a_body_that_is_not_a_payload_never_repeats_the_token(
-        self, body: str, content_type: str, all_logs: pytest.LogCaptureFixture
+        self, body: bytes, content_type: str, all_logs: pytest.LogCaptureFixture
     ) -> None:
         api = FakeAPI()
         api.on_token = lambda n: httpx.Response(
-            200, content=body.encode(), headers={"content-type": content_type}
+            200, content=body, headers={"content-type": content_type}
         )
         with anyio.fail_after(TIMEOUT):
             async with make_client(api) as client:

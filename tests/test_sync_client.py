@@ -23,12 +23,10 @@ import anyio.lowlevel
 import httpx
 import pytest
 import twins
-from conftest import API_KEY, API_SECRET
+from fakes import API_KEY, API_SECRET, BASE_URL, FakeClock
 from twins import (
-    BASE_URL,
     SESSIONS,
     TIMEOUT,
-    FakeClock,
     Server,
     Twin,
     WaitSpy,

@@ -10,7 +10,15 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import API_SECRET, make_jwt, token_body
+from fakes import (
+    API_SECRET,
+    TOKEN_URL,
+    invalid_token_payloads,
+    make_jwt,
+    not_json_bodies,
+    not_object_bodies,
+    token_body,
+)
 from pydantic import ValidationError
 
 from pinkcloudsync_async import (
@@ -31,7 +39,6 @@ from pinkcloudsync_async._token_exchange import (
     token_from_response,
 )
 
-TOKEN_URL = "https://api.pinkcloudsync.example/v1/auth/token"
 SENT_AT = 1000.0
 
 
@@ -305,16 +312,12 @@ def assert_clean(message: str) -> None:
     assert API_SECRET not in message
 
 
-@pytest.mark.parametrize(
-    ("content", "content_type"),
-    [
-        (b"<html><body>502 Bad Gateway " + SECRET_TOKEN.encode() + b"</body></html>", "text/html"),
-        (b"", "application/json"),
-        (b"   ", "application/json"),
-        (b'{"access_token": "' + SECRET_TOKEN.encode() + b'", "token_ty', "application/json"),
-        (b"\xff\xfe\x00garbage", "application/octet-stream"),
-    ],
-)
+NOT_JSON = not_json_bodies(SECRET_TOKEN)
+NOT_AN_OBJECT = not_object_bodies(SECRET_TOKEN)
+INVALID_PAYLOADS = invalid_token_payloads(SECRET_TOKEN)
+
+
+@pytest.mark.parametrize(("content", "content_type"), NOT_JSON.values(), ids=NOT_JSON)
 def test_non_json_bodies_raise_invalid_response(content: bytes, content_type: str) -> None:
     resp = response(content=content, headers={"content-type": content_type})
     with pytest.raises(InvalidResponseError) as info:
@@ -335,7 +338,7 @@ def test_html_body_message_describes_it() -> None:
     assert "17 bytes" in str(info.value)
 
 
-@pytest.mark.parametrize("body", [[token_body(SECRET_TOKEN)], "a string", 3600, True, None])
+@pytest.mark.parametrize("body", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT)
 def test_non_object_json_raises_invalid_response(body: Any) -> None:
     resp = response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
     with pytest.raises(InvalidResponseError, match="not an object") as info:
@@ -343,27 +346,7 @@ def test_non_object_json_raises_invalid_response(body: Any) -> None:
     assert_clean(str(info.value))
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        (
-            {"access_token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": "3600"},
-            "expires_in",
-        ),
-        ({"access_token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": True}, "expires_in"),
-        ({"access_token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": 0}, "expires_in"),
-        ({"access_token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": -5}, "expires_in"),
-        ({"access_token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": 1.5}, "expires_in"),
-        ({"access_token": SECRET_TOKEN, "token_type": "mac", "expires_in": 3600}, "token_type"),
-        ({"access_token": SECRET_TOKEN, "expires_in": 3600}, "token_type"),
-        ({"access_token": SECRET_TOKEN, "token_type": "Bearer"}, "expires_in"),
-        ({"access_token": "", "token_type": "Bearer", "expires_in": 3600}, "access_token"),
-        ({"access_token": "  ", "token_type": "Bearer", "expires_in": 3600}, "access_token"),
-        ({"access_token": 12345, "token_type": "Bearer", "expires_in": 3600}, "access_token"),
-        ({"token_type": "Bearer", "expires_in": 3600}, "access_token"),
-        ({"token": SECRET_TOKEN, "token_type": "Bearer", "expires_in": 3600}, "access_token"),
-    ],
-)
+@pytest.mark.parametrize(("body", "field"), INVALID_PAYLOADS.values(), ids=INVALID_PAYLOADS)
 def test_invalid_payloads_raise_invalid_response_naming_the_field(
     body: dict[str, Any], field: str
 ) -> None:

@@ -26,16 +26,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import httpx
 import pytest
-from conftest import API_KEY, API_SECRET, make_jwt
+from fakes import API_KEY, API_SECRET, BASE_URL, TOKEN_URL, FakeClock, make_jwt
 
 from pinkcloudsync_async import AsyncPinkCloudSyncClient, PinkCloudSyncClient
 from pinkcloudsync_async._token_lifecycle import Action
 
-BASE_URL = "https://api.pinkcloudsync.example/v1"
-TOKEN_PATH = "/v1/auth/token"
+TOKEN_PATH = httpx.URL(TOKEN_URL).path
 # Bound of every test body (anyio.fail_after) and of every wait on a thread or gate.
 TIMEOUT = 10.0
 
@@ -150,22 +148,6 @@ class Server:
         return value.removeprefix("Bearer ") if value else None
 
 
-class FakeClock:
-    """A monotonic clock that moves only when a test (or an injected sleep) moves it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-
 class WaitSpy:
     """Counts callers the token lifecycle told to wait for the flight in progress.
 
@@ -246,7 +228,7 @@ class Twin:
         self.kind = kind
         self.backend = backend
         self.clock = FakeClock()
-        self.sleeps: list[float] = []
+        self.sleeps = self.clock.sleeps  # every delay the client slept, in order
         # How many concurrent callers a crowd test uses: coroutines are cheap.
         self.crowd = 500 if kind == "async" else 50
         self._limiter: anyio.CapacityLimiter | None = None
@@ -258,20 +240,12 @@ class Twin:
     def is_async(self) -> bool:
         return self.kind == "async"
 
-    def _record(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.clock.advance(seconds)
-
-    async def _async_sleep(self, seconds: float) -> None:
-        self._record(seconds)
-        await anyio.lowlevel.checkpoint()
-
     def make_client(self, server: Reply, *, network_like: bool = False, **kwargs: Any) -> Client:
         """A client of this twin whose transport is `server` (no network)."""
         kwargs.setdefault("_clock", self.clock)
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport
         if self.is_async:
-            kwargs.setdefault("_sleep", self._async_sleep)
+            kwargs.setdefault("_sleep", self.clock.async_sleep)
             if network_like:
                 transport = _AsyncNetworkLike(server)
             else:
@@ -279,7 +253,7 @@ class Twin:
             return AsyncPinkCloudSyncClient(
                 API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs
             )
-        kwargs.setdefault("_sleep", self._record)
+        kwargs.setdefault("_sleep", self.clock.sleep)
         transport = _NetworkLike(server) if network_like else httpx.MockTransport(server)
         return PinkCloudSyncClient(
             API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs

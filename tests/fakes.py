@@ -1,0 +1,208 @@
+"""The test fakes, in one place: keys, token payloads, a client, a clock, bad payloads.
+
+Test modules import these (`from fakes import ...`); conftest.py keeps only fixtures,
+since a conftest is pytest's to load and not a module to import from.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio.lowlevel
+import httpx
+import jwt
+
+from pinkcloudsync_async import AsyncPinkCloudSyncClient
+
+# ------------------------------------------------------------------- keys, urls
+
+# Only the key the *tests* sign with; clients never verify (they hold no key).
+TEST_SIGNING_KEY = "test-signing-key-that-is-long-enough-for-hs256"
+API_KEY = "pk_test_unit"
+API_SECRET = "sk_test_unit_SECRET_never_printed"
+
+BASE_URL = "https://api.pinkcloudsync.example/v1"
+TOKEN_URL = f"{BASE_URL}/auth/token"
+
+
+# --------------------------------------------------------------- token payloads
+
+
+def make_jwt(
+    *,
+    sub: str = "user_123",
+    permissions: tuple[str, ...] = ("sync:read", "sync:write"),
+    lifetime: int = 3600,
+    iat: int | None = None,
+    **extra: Any,
+) -> str:
+    """A signed JWT as the API would issue it."""
+    issued = int(time.time()) if iat is None else iat
+    claims = {"sub": sub, "permissions": list(permissions), "iat": issued, "exp": issued + lifetime}
+    claims.update(extra)
+    return jwt.encode(claims, TEST_SIGNING_KEY, algorithm="HS256")
+
+
+def token_body(token: str | None = None, *, expires_in: int = 3600) -> dict[str, Any]:
+    """A valid `POST /auth/token` response body."""
+    return {
+        "access_token": token if token is not None else make_jwt(lifetime=expires_in),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    }
+
+
+# ---------------------------------------------------------------------- clients
+
+
+def make_client(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> AsyncPinkCloudSyncClient:
+    """An async client on the test keys whose transport is `handler` (no network)."""
+    kwargs.setdefault("base_url", BASE_URL)
+    return AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), **kwargs
+    )
+
+
+# ------------------------------------------------------------------------ clock
+
+T0 = 1000.0  # where a fake monotonic clock starts
+WALL_T0 = 1_700_000_000.0  # a wall-clock second (2023-11-14), for a fake wall clock
+
+
+class FakeClock:
+    """A clock that moves only when a test, or a sleep it was handed to, moves it.
+
+    Serves as the clients' monotonic `_clock` (start at `T0`) and as the emulator's
+    wall clock (start at `WALL_T0`). A test moves it with `advance`, or sets `now`
+    outright. `sleep` / `async_sleep` are fakes for the clients' `_sleep`: they
+    record the delay in `sleeps` and advance the clock by it, so nothing really
+    sleeps. Thread-safe, since the sync client reads it from worker threads.
+    """
+
+    def __init__(self, now: float = T0) -> None:
+        self._now = now
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        with self._lock:
+            self._now = value
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """A sync `_sleep`: records the delay and advances the clock by it."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        """An async `_sleep`: as `sleep`, then a checkpoint, as a real sleep has one."""
+        self.sleep(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+# ------------------------------------------------------------- invalid payloads
+#
+# Every way a token response can be unusable, built around the access token it
+# carries, so that each test module can look for its own token in whatever the
+# client says afterwards (errors, reprs, logs) and find it nowhere.
+
+
+def invalid_token_payloads(token: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """JSON objects that are no valid token payload: name -> (payload, field at fault).
+
+    Each row spoils one field of a valid payload, so the field its error must name
+    is the one it changed. The last rows put the token where it does not belong,
+    so an error that echoed a field's value would leak it.
+    """
+    valid = token_body(token)
+
+    def wrong(field: str, value: Any) -> tuple[dict[str, Any], str]:
+        return {**valid, field: value}, field
+
+    def missing(field: str) -> tuple[dict[str, Any], str]:
+        return {name: value for name, value in valid.items() if name != field}, field
+
+    return {
+        "missing-access-token": missing("access_token"),
+        "missing-token-type": missing("token_type"),
+        "missing-expires-in": missing("expires_in"),
+        "expires-in-string": wrong("expires_in", "3600"),
+        "expires-in-true": wrong("expires_in", True),
+        "expires-in-zero": wrong("expires_in", 0),
+        "expires-in-negative": wrong("expires_in", -1),
+        "expires-in-float": wrong("expires_in", 3.5),
+        "expires-in-null": wrong("expires_in", None),
+        "token-type-mac": wrong("token_type", "MAC"),
+        # Bearer is accepted in any case; another type is refused in any case.
+        "token-type-mac-lowercase": wrong("token_type", "mac"),
+        "token-type-empty": wrong("token_type", ""),
+        "token-type-number": wrong("token_type", 1),
+        "access-token-empty": wrong("access_token", ""),
+        "access-token-blank": wrong("access_token", "  "),
+        "access-token-number": wrong("access_token", 42),
+        "access-token-null": wrong("access_token", None),
+        # The token where it does not belong.
+        "access-token-misnamed": ({"token": token, **missing("access_token")[0]}, "access_token"),
+        "token-type-is-the-token": wrong("token_type", token),
+        "expires-in-is-the-token": wrong("expires_in", token),
+        "everything-wrong": ({**valid, "token_type": None, "expires_in": [token]}, "token_type"),
+    }
+
+
+def not_json_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Token response bodies that are not JSON at all: name -> (body, content type)."""
+    return {
+        "html": (f"<html><body>502 Bad Gateway {token}</body></html>".encode(), "text/html"),
+        "empty": (b"", "application/json"),
+        "blank": (b"   ", "application/json"),
+        "truncated": (f'{{"access_token": "{token}", "token_ty'.encode(), "application/json"),
+        "garbage": (b"\xff\xfe\x00garbage", "application/octet-stream"),
+    }
+
+
+def not_object_bodies(token: str) -> dict[str, Any]:
+    """Token response bodies that are JSON but not an object: name -> the JSON value."""
+    return {
+        "list": [token_body(token)],
+        "string": token,
+        "number": 3600,
+        "true": True,
+        "null": None,
+    }
+
+
+def not_a_payload_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Bodies that are not JSON, or JSON but not an object: name -> (body, content type)."""
+    return {
+        **not_json_bodies(token),
+        **{f"json-{name}": _as_json(value) for name, value in not_object_bodies(token).items()},
+    }
+
+
+def invalid_token_bodies(token: str) -> dict[str, tuple[bytes, str]]:
+    """Every row above as a raw body: name -> (body, content type)."""
+    return {
+        **{name: _as_json(payload) for name, (payload, _) in invalid_token_payloads(token).items()},
+        **not_a_payload_bodies(token),
+    }
+
+
+def _as_json(value: Any) -> tuple[bytes, str]:
+    return json.dumps(value).encode(), "application/json"
