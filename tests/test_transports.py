@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import API_KEY, API_SECRET, token_body
+from fakes import API_KEY, API_SECRET, token_body
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
@@ -58,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Keep-alive, as real servers do: a pooled connection outlives its event loop.
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the test reads `seen`, not stderr
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
