@@ -28,7 +28,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
-from ._deadline import Deadline
+from ._deadline import Deadline, attach_deadline
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
@@ -132,21 +132,14 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         A timeout you set (on the client or this request) is the request's deadline,
         across its retries, its wait for a token and its 401 replay.
         """
-        extensions = request.extensions
-        deadline = Deadline.for_timeout(
-            extensions.get("timeout"), clock=self._clock, default=self._default_timeout
-        )
-        if deadline is None:
-            return await self._send_handling_admission(
-                request, stream=stream, auth=auth, follow_redirects=follow_redirects
-            )
-        deadline.attach(extensions)
+        deadline = attach_deadline(request.extensions, self._clock, self._default_timeout)
         try:
             return await self._send_handling_admission(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
         finally:
-            deadline.release(extensions)  # the request may be sent again
+            if deadline is not None:
+                deadline.release(request.extensions)  # the request may be sent again
 
     async def _send_handling_admission(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any

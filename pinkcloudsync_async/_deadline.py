@@ -20,7 +20,7 @@ from typing import Any
 from ._constants import DEADLINE_EXTENSION
 from ._exceptions import RequestTimeoutError
 
-__all__ = ["Deadline", "clamped", "deadline_of"]
+__all__ = ["Deadline", "attach_deadline", "clamped", "deadline_of"]
 
 _PHASES = ("connect", "read", "write", "pool")
 
@@ -100,4 +100,17 @@ class Deadline:
 def deadline_of(extensions: Mapping[str, Any]) -> Deadline | None:
     """The deadline attached to a request, if it has one."""
     deadline: Deadline | None = extensions.get(DEADLINE_EXTENSION)
+    return deadline
+
+
+def attach_deadline(
+    request_extensions: dict[str, Any],
+    clock: Callable[[], float],
+    default: Mapping[str, Any] | None,
+) -> Deadline | None:
+    """Attach the deadline a request's own timeout gives it (see `Deadline.for_timeout`);
+    the caller `release`s it when the request is done."""
+    deadline = Deadline.for_timeout(request_extensions.get("timeout"), clock=clock, default=default)
+    if deadline is not None:
+        deadline.attach(request_extensions)
     return deadline

@@ -45,10 +45,7 @@ class SyncTokenFlights:
 
     def fresh(self) -> AccessToken | None:
         """The held token if it is fresh (no refresh due), else None: the fast path."""
-        token = self.lifecycle.token
-        if token is not None and self._clock() < token.refresh_at:
-            return token
-        return None
+        return self.lifecycle.fresh(self._clock())
 
     def invalidate(self, token: AccessToken) -> None:
         """The API refused `token` (401): drop it unless a newer one replaced it."""

@@ -133,6 +133,13 @@ class TokenLifecycle(Generic[TokenT]):
     failed_refreshes: int = 0
     refresh_not_before: float = field(default=float("-inf"))
 
+    def fresh(self, now: float) -> TokenT | None:
+        """The token if it is fresh at `now` (no refresh due), else None: the fast path."""
+        token = self.token
+        if token is not None and now < token.refresh_at:
+            return token
+        return None
+
     def claim(self, now: float) -> tuple[Action, TokenT | None, Flight[TokenT] | None]:
         """Decide for one caller; starting a flight is part of the decision.
 
