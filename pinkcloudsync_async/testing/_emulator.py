@@ -6,7 +6,6 @@ Plain ASGI on purpose: the app needs no framework, so using it in-process throug
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -22,6 +21,7 @@ import httpx
 from .._async_client import AsyncPinkCloudSyncClient
 from .._sync_client import PinkCloudSyncClient
 from ._asgi import Receive, Reply, Scope, Send, error_reply, header, read_body, reason, send_reply
+from ._request_json import BadJSON, parse_json
 from ._state import (
     EmulatorKey,
     EmulatorStats,
@@ -333,9 +333,9 @@ async def _json_object(receive: Receive) -> tuple[dict[str, Any], Reply | None]:
     if raw is None:
         raw = b""
     try:
-        data = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        return {}, error_reply(400, "Request body must be JSON")
+        data = parse_json(raw)
+    except BadJSON as refusal:
+        return {}, error_reply(400, str(refusal))
     if not isinstance(data, dict):
         return {}, error_reply(400, f"Request body must be a JSON object, not {_json_kind(data)}")
     return data, None
