@@ -648,6 +648,47 @@ class TestHostileInput:
         assert response.status_code == 201
         assert emulator.sessions[0]["x"] == stored
 
+    @BODY_ENDPOINTS
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            b"text/plain",
+            b"application/x-www-form-urlencoded",
+            b"multipart/form-data; boundary=x",
+            b"application/jsonx",
+            b"json",
+            b"",
+            b";",
+            b"\xff\xfe",
+        ],
+    )
+    async def test_a_body_declared_as_anything_but_json_is_415(
+        self, http: httpx.AsyncClient, emulator: Emulator, path: str, content_type: bytes
+    ) -> None:
+        response = await post_body(
+            http, path, json.dumps(CREDENTIALS).encode(), [(b"content-type", content_type)]
+        )
+        assert api_error(response, 415)["error"] == "unsupported_media_type"
+        assert emulator.sessions == []
+
+    @BODY_ENDPOINTS
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            b"application/json",
+            b"Application/JSON",
+            b"application/json; charset=utf-8",
+            b"application/merge-patch+json",
+        ],
+    )
+    async def test_json_content_types_are_taken(
+        self, http: httpx.AsyncClient, path: str, content_type: bytes
+    ) -> None:
+        response = await post_body(
+            http, path, json.dumps(CREDENTIALS).encode(), [(b"content-type", content_type)]
+        )
+        assert response.status_code in {200, 201}
+
     @pytest.mark.parametrize(
         ("content", "says"),
         [
