@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -714,6 +715,39 @@ class TestHostileInput:
         response = await post_body(http, "sync/sessions", content)
         assert api_error(response, 413)["error"] == "payload_too_large"
         assert emulator.sessions == []
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [
+            pytest.param(b"", id="empty"),
+            pytest.param(b"\x00", id="nul"),
+            pytest.param(b"Bearer \xff\xfe\x80", id="latin-1"),
+            pytest.param(b"Bearer\tsomething", id="tab"),
+            pytest.param(b"Bearer a.b", id="two-segments"),
+            pytest.param(b"Bearer ..", id="empty-segments"),
+            pytest.param(b"Bearer x y z", id="spaces"),
+            pytest.param(b"Bearer " + b"A" * 1_000_000, id="a-megabyte"),
+            pytest.param(
+                b"Bearer " + base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=") + b".e30.c2ln",
+                id="header-too-deep-for-json",
+            ),
+            pytest.param(
+                b"Bearer " + base64.urlsafe_b64encode(b'{"alg": "none"}').rstrip(b"=") + b".e30.",
+                id="alg-none",
+            ),
+        ],
+    )
+    async def test_a_malformed_authorization_is_401_without_echoing_it(
+        self,
+        http: httpx.AsyncClient,
+        caplog: pytest.LogCaptureFixture,
+        authorization: bytes,
+    ) -> None:
+        response = await http.get("sync/sessions", headers=[(b"authorization", authorization)])
+        body = api_error(response, 401)
+        assert body["error"] == "invalid_token"
+        assert body["message"] in {"Missing bearer token", "Invalid access token"}
+        assert tracebacks(caplog) == []
 
     @pytest.mark.parametrize(
         ("method", "path", "status"),
