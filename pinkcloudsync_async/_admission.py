@@ -78,12 +78,13 @@ class AsyncAdmission:
         self.limit = limit
         self.in_use = 0
         self._waiters: collections.deque[_AsyncWaiter] = collections.deque()
+        self._queued = 0  # waiters that have neither been granted nor given up
         self._loop: EventLoopToken | None = None
 
     @property
     def waiting(self) -> int:
-        """Requests queued now (including ones that gave up and are not yet skipped)."""
-        return len(self._waiters)
+        """Requests queued now."""
+        return self._queued
 
     def try_acquire(self) -> bool:
         """Take a free slot if one is free and nobody queues: the per-request fast path."""
@@ -105,13 +106,14 @@ class AsyncAdmission:
             if self._loop is not None:
                 # Requests of a finished event loop can never release their slots
                 # nor wake here: start this loop with an empty queue.
-                self.in_use, self._waiters = 0, collections.deque()
+                self.in_use, self._waiters, self._queued = 0, collections.deque(), 0
             self._loop = loop
             if self.in_use < self.limit:
                 self.in_use += 1
                 return
         waiter = _AsyncWaiter()
         self._waiters.append(waiter)
+        self._queued += 1
         try:
             with anyio.move_on_after(math.inf if patience is None else patience):
                 await waiter.event.wait()
@@ -127,6 +129,7 @@ class AsyncAdmission:
             self.release()  # handed a slot as it gave up: pass it on
         else:
             waiter.gave_up = True  # skipped by the next release
+            self._queued -= 1
 
     def release(self) -> None:
         """Give a slot back: to the oldest waiter still waiting, else to the pool."""
@@ -135,6 +138,7 @@ class AsyncAdmission:
             waiter = waiters.popleft()
             if not waiter.gave_up:
                 waiter.granted = True
+                self._queued -= 1
                 waiter.event.set()
                 return
         self.in_use -= 1
@@ -157,12 +161,13 @@ class SyncAdmission:
         self.limit = limit
         self.in_use = 0
         self._waiters: collections.deque[_SyncWaiter] = collections.deque()
+        self._queued = 0  # waiters that have neither been granted nor given up
         self._lock = threading.Lock()
 
     @property
     def waiting(self) -> int:
-        """Threads queued now (including ones that gave up and are not yet skipped)."""
-        return len(self._waiters)
+        """Threads queued now."""
+        return self._queued
 
     def acquire(self, patience: float | None) -> None:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
@@ -175,11 +180,13 @@ class SyncAdmission:
                 return
             waiter = _SyncWaiter()
             self._waiters.append(waiter)
+            self._queued += 1
         if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
             return
         with self._lock:
             if not waiter.granted:
                 waiter.gave_up = True
+                self._queued -= 1
                 raise admission_timeout_error(self.limit, patience or 0.0)
         # Granted in the instant the wait ran out: the slot is ours after all.
 
@@ -191,6 +198,7 @@ class SyncAdmission:
                 waiter = waiters.popleft()
                 if not waiter.gave_up:
                     waiter.granted = True
+                    self._queued -= 1
                     waiter.lock.release()
                     return
             self.in_use -= 1

@@ -190,7 +190,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         except BaseException:
             admission.release()
             raise
-        if stream:
+        if stream and not response.is_closed:  # (a transport may hand it over read)
             response.stream = AdmittedAsyncStream(response.stream, admission.release)  # type: ignore[arg-type]
         else:
             admission.release()

@@ -167,7 +167,7 @@ class PinkCloudSyncClient(httpx.Client):
         except BaseException:
             admission.release()
             raise
-        if stream:
+        if stream and not response.is_closed:  # (a transport may hand it over read)
             response.stream = AdmittedSyncStream(response.stream, admission.release)  # type: ignore[arg-type]
         else:
             admission.release()

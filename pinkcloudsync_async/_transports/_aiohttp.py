@@ -33,6 +33,31 @@ def _require_asyncio(build: Callable[[], httpx.AsyncBaseTransport]) -> httpx.Asy
     return build()
 
 
+def _session_factory(options: dict[str, Any]) -> Callable[[], Any]:
+    """aiohttp sessions that put on the wire what httpx would.
+
+    httpx-aiohttp's own session maps an unbounded pool to aiohttp's default of 100
+    and lets aiohttp add a `Content-Type: application/octet-stream` that httpx never
+    sends; ours keeps the pool as configured and sends httpx's headers only.
+    """
+    import aiohttp
+
+    limits: httpx.Limits = options.get("limits") or httpx.Limits(
+        max_connections=100, max_keepalive_connections=20
+    )
+    tls = {k: options[k] for k in ("verify", "cert", "trust_env") if k in options}
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0,  # 0: no limit, as None is in httpx
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=httpx.create_ssl_context(**tls),
+        )
+        return aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",))
+
+    return session
+
+
 def aiohttp_transport_factory(
     options: dict[str, Any], *, proxy: Any = None
 ) -> Callable[[], httpx.AsyncBaseTransport]:
@@ -60,5 +85,7 @@ def aiohttp_transport_factory(
             raise ConfigurationError(
                 f'http_backend="aiohttp" supports HTTP proxies only, not {proxy.url.scheme}://.'
             )
-    build = functools.partial(AiohttpTransport, proxy=proxy, **options)
+    build = functools.partial(
+        AiohttpTransport, proxy=proxy, client=_session_factory(options), **options
+    )
     return functools.partial(_require_asyncio, build)
