@@ -117,7 +117,7 @@ def test_the_pool_size_reaches_aiohttp(limits: httpx.Limits | None, expected: in
 
     async def connector_limit() -> int:
         inner = transport._follow()
-        session = inner.get_client()  # type: ignore[attr-defined]
+        session = inner.inner.get_client()  # type: ignore[attr-defined]
         try:
             return int(session.connector.limit)
         finally:
