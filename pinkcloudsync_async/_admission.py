@@ -80,15 +80,35 @@ class AsyncAdmission:
         self._waiters: collections.deque[_AsyncWaiter] = collections.deque()
         self._queued = 0  # waiters that have neither been granted nor given up
         self._loop: EventLoopToken | None = None
+        # Bumped when a new event loop starts afresh: a slot taken on an older loop
+        # (a streamed response left open there) is no longer counted, so its late
+        # release must not free one of this loop's.
+        self.generation = 0
 
     @property
     def waiting(self) -> int:
         """Requests queued now."""
         return self._queued
 
+    def _follow_loop(self) -> None:
+        # On every acquisition, the fast path's too: a request admitted on a new
+        # loop before the first one that queues must be counted after the reset.
+        loop = current_token()
+        if loop != self._loop:
+            if self._loop is not None:
+                # Requests of a finished event loop can never release their slots
+                # nor wake here: start this loop with an empty queue.
+                self.in_use, self._waiters, self._queued = 0, collections.deque(), 0
+                self.generation += 1
+            self._loop = loop
+
     def try_acquire(self) -> bool:
-        """Take a free slot if one is free and nobody queues: the per-request fast path."""
+        """Take a free slot if one is free and nobody queues: the per-request fast path.
+
+        The slot belongs to `generation` as it is right after the call.
+        """
         if self.in_use < self.limit and not self._waiters:
+            self._follow_loop()  # a reset leaves every slot free
             self.in_use += 1
             return True
         return False
@@ -97,20 +117,13 @@ class AsyncAdmission:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
 
         Raises RequestTimeoutError when the wait runs out; cancellation while
-        queued leaves the queue and the count as they were.
+        queued leaves the queue and the count as they were. The slot belongs to
+        `generation` as it is when this returns.
         """
-        if self.try_acquire():
+        self._follow_loop()
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
             return
-        loop = current_token()
-        if loop != self._loop:
-            if self._loop is not None:
-                # Requests of a finished event loop can never release their slots
-                # nor wake here: start this loop with an empty queue.
-                self.in_use, self._waiters, self._queued = 0, collections.deque(), 0
-            self._loop = loop
-            if self.in_use < self.limit:
-                self.in_use += 1
-                return
         waiter = _AsyncWaiter()
         self._waiters.append(waiter)
         self._queued += 1
@@ -131,8 +144,14 @@ class AsyncAdmission:
             waiter.gave_up = True  # skipped by the next release
             self._queued -= 1
 
-    def release(self) -> None:
-        """Give a slot back: to the oldest waiter still waiting, else to the pool."""
+    def release(self, generation: int | None = None) -> None:
+        """Give a slot back: to the oldest waiter still waiting, else to the pool.
+
+        `generation`: the one the slot was taken in (None: the current one); a slot
+        of an event loop that came before the last reset is not counted any more.
+        """
+        if generation is not None and generation != self.generation:
+            return
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()

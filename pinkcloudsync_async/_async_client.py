@@ -13,6 +13,7 @@ admitted, so a long queue never sends a token that died while it waited.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -183,17 +184,19 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             )
         if not admission.try_acquire():
             await admission.acquire(admission_timeout(request.extensions))
+        generation = admission.generation  # the slot's: it may outlive its event loop
         try:
             response = await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
         except BaseException:
-            admission.release()
+            admission.release(generation)
             raise
         if stream and not response.is_closed:  # (a transport may hand it over read)
-            response.stream = AdmittedAsyncStream(response.stream, admission.release)  # type: ignore[arg-type]
+            release = functools.partial(admission.release, generation)
+            response.stream = AdmittedAsyncStream(response.stream, release)  # type: ignore[arg-type]
         else:
-            admission.release()
+            admission.release(generation)
         return response
 
     async def _send_handling_retries(

@@ -331,3 +331,70 @@ async def test_cancelling_a_crowd_at_every_stage_leaves_the_client_whole() -> No
             assert client._admission.in_use == 0
             assert (await client.get("sync/sessions")).status_code == 200
     assert seen.count("/v1/auth/token") == 1
+
+
+# ------------------------------------------------------ a second event loop
+
+
+def _streamed_client(limit: int) -> AsyncPinkCloudSyncClient:
+    handler, _ = gated_api(streamed="async")
+    return AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), max_concurrency=limit
+    )
+
+
+async def _open_stream(client: AsyncPinkCloudSyncClient) -> httpx.Response:
+    return await client.send(client.build_request("GET", "sync/sessions"), stream=True)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_slot_left_held_on_a_finished_event_loop_is_free_on_the_next(backend: str) -> None:
+    # A streamed response never closed on the first loop can never release its
+    # slot: the next loop starts with every slot free, even when the first loop
+    # never had to queue.
+    client = _streamed_client(1)
+
+    async def leave_a_stream_open() -> None:
+        await _open_stream(client)
+
+    async def call() -> int:
+        with anyio.fail_after(TIMEOUT):
+            return (await client.get("sync/sessions", timeout=1.0)).status_code
+
+    anyio.run(leave_a_stream_open, backend=backend)
+    assert anyio.run(call, backend=backend) == 200
+    assert client._admission is not None
+    assert (client._admission.in_use, client._admission.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_reset_for_a_new_event_loop_keeps_the_count_of_its_own_requests(
+    backend: str,
+) -> None:
+    # First loop: two streams fill both slots, one is closed, one is left open as
+    # the loop ends. Second loop: a stream takes the free slot at once, the next one
+    # finds the old loop's slot held. The count must hold both of this loop's
+    # streams (no third call admitted), ignore the old stream closed late, and come
+    # back to zero, not below it (a negative count admits more than the limit).
+    client = _streamed_client(2)
+    admission = client._admission
+    assert admission is not None
+
+    async def first_loop() -> httpx.Response:
+        kept, closed = await _open_stream(client), await _open_stream(client)
+        await closed.aclose()
+        return kept
+
+    async def second_loop(old: httpx.Response) -> None:
+        with anyio.fail_after(TIMEOUT):
+            early, late = await _open_stream(client), await _open_stream(client)
+            await old.aclose()  # its slot went with its loop
+            assert admission.in_use == 2
+            with pytest.raises(RequestTimeoutError):
+                await client.get("sync/sessions", timeout=0.01)
+            await early.aclose()
+            await late.aclose()
+            assert (admission.in_use, admission.waiting) == (0, 0)
+
+    old = anyio.run(first_loop, backend=backend)
+    anyio.run(second_loop, old, backend=backend)
