@@ -191,7 +191,8 @@ class SyncAdmission:
     def acquire(self, patience: float | None) -> None:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
 
-        Raises RequestTimeoutError when the wait runs out.
+        Raises RequestTimeoutError when the wait runs out; an exception raised in
+        the wait (KeyboardInterrupt) leaves the queue and the count as they were.
         """
         with self._lock:
             if self.in_use < self.limit and not self._waiters:
@@ -200,14 +201,25 @@ class SyncAdmission:
             waiter = _SyncWaiter()
             self._waiters.append(waiter)
             self._queued += 1
-        if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
-            return
+        try:
+            if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
+                return
+        except BaseException:  # KeyboardInterrupt: the signal reached this thread
+            if not self._give_up(waiter):
+                self.release()  # handed a slot as it left: pass it on
+            raise
+        if not self._give_up(waiter):
+            return  # granted in the instant the wait ran out: the slot is ours
+        raise admission_timeout_error(self.limit, patience or 0.0)
+
+    def _give_up(self, waiter: _SyncWaiter) -> bool:
+        """Leave the queue unless already granted; False when granted."""
         with self._lock:
-            if not waiter.granted:
-                waiter.gave_up = True
-                self._queued -= 1
-                raise admission_timeout_error(self.limit, patience or 0.0)
-        # Granted in the instant the wait ran out: the slot is ours after all.
+            if waiter.granted:
+                return False
+            waiter.gave_up = True  # skipped by the next release
+            self._queued -= 1
+            return True
 
     def release(self) -> None:
         """Give a slot back: to the oldest waiter still waiting, else to the pool."""

@@ -8,6 +8,7 @@ and cancelling queued callers at the worst moment leaves the client whole.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -186,6 +187,36 @@ def test_a_thread_that_runs_out_of_patience_loses_nothing() -> None:
     admission.release()
     assert (admission.in_use, admission.waiting) == (0, 0)
     admission.acquire(0.01)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_thread_interrupted_while_queued_loses_no_slot() -> None:
+    # Ctrl-C lands in a thread waiting for a slot (signals reach the main thread):
+    # the slot released next must go back to the pool, not to the thread that left.
+    admission = SyncAdmission(1)
+    admission.acquire(None)
+    main = threading.get_ident()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_once_queued() -> None:
+        while admission.waiting < 1:
+            threading.Event().wait(0.0005)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    interrupter = threading.Thread(target=interrupt_once_queued)
+    try:
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            admission.acquire(TIMEOUT)
+    finally:
+        interrupter.join(TIMEOUT)
+        signal.signal(signal.SIGUSR1, previous)
+    admission.release()
+    assert (admission.in_use, admission.waiting) == (0, 0)
+    admission.acquire(0.01)  # the slot is free, not handed to the thread that left
 
 
 # --------------------------------------------------- the clients' admission layer
