@@ -36,6 +36,7 @@ __all__ = [
     "SyncAdmission",
     "admission_timeout",
     "admission_timeout_error",
+    "fit_after_wait",
 ]
 
 
@@ -60,6 +61,17 @@ def admission_timeout_error(limit: int, waited: float) -> RequestTimeoutError:
         f"Timed out after {waited:.3g}s waiting for one of {limit} request slots "
         "(max_concurrency); the client is overloaded."
     )
+
+
+def fit_after_wait(extensions: dict[str, Any]) -> None:
+    """Give a request that waited in the queue only what is left of its deadline.
+
+    Its first attempt would otherwise leave with every phase of its timeout whole.
+    Raises RequestTimeoutError when nothing is left.
+    """
+    deadline = extensions.get(DEADLINE_EXTENSION)
+    if deadline is not None:
+        deadline.fit(extensions, "while it waited for admission")
 
 
 class _AsyncWaiter:
@@ -188,28 +200,29 @@ class SyncAdmission:
         """Threads queued now."""
         return self._queued
 
-    def acquire(self, patience: float | None) -> None:
+    def acquire(self, patience: float | None) -> bool:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
 
-        Raises RequestTimeoutError when the wait runs out; an exception raised in
-        the wait (KeyboardInterrupt) leaves the queue and the count as they were.
+        Returns True when it had to wait. Raises RequestTimeoutError when the wait
+        runs out; an exception raised in the wait (KeyboardInterrupt) leaves the
+        queue and the count as they were.
         """
         with self._lock:
             if self.in_use < self.limit and not self._waiters:
                 self.in_use += 1
-                return
+                return False
             waiter = _SyncWaiter()
             self._waiters.append(waiter)
             self._queued += 1
         try:
             if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
-                return
+                return True
         except BaseException:  # KeyboardInterrupt: the signal reached this thread
             if not self._give_up(waiter):
                 self.release()  # handed a slot as it left: pass it on
             raise
         if not self._give_up(waiter):
-            return  # granted in the instant the wait ran out: the slot is ours
+            return True  # granted in the instant the wait ran out: the slot is ours
         raise admission_timeout_error(self.limit, patience or 0.0)
 
     def _give_up(self, waiter: _SyncWaiter) -> bool:

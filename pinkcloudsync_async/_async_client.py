@@ -23,7 +23,12 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedAsyncStream, AsyncAdmission, admission_timeout
+from ._admission import (
+    AdmittedAsyncStream,
+    AsyncAdmission,
+    admission_timeout,
+    fit_after_wait,
+)
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -182,10 +187,13 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             return await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        if not admission.try_acquire():
+        queued = not admission.try_acquire()
+        if queued:
             await admission.acquire(admission_timeout(request.extensions))
         generation = admission.generation  # the slot's: it may outlive its event loop
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )

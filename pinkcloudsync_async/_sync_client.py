@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout
+from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout, fit_after_wait
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -159,8 +159,10 @@ class PinkCloudSyncClient(httpx.Client):
             return self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        admission.acquire(admission_timeout(request.extensions))
+        queued = admission.acquire(admission_timeout(request.extensions))
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )

@@ -8,15 +8,17 @@ and cancelling queued callers at the worst moment leaves the client whole.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, token_body
+from fakes import API_KEY, API_SECRET, FakeClock, token_body
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
@@ -362,6 +364,103 @@ async def test_cancelling_a_crowd_at_every_stage_leaves_the_client_whole() -> No
             assert client._admission.in_use == 0
             assert (await client.get("sync/sessions")).status_code == 200
     assert seen.count("/v1/auth/token") == 1
+
+
+# ------------------------------------------- the queue's wait and the deadline
+
+
+def _recording_api(timeouts: list[dict[str, float]], *, streamed: str) -> Any:
+    handler, _ = gated_api(streamed=streamed)
+
+    def record(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/auth/token"):
+            timeouts.append(request.extensions["timeout"])
+        return handler(request)
+
+    return record
+
+
+def _clocked_client(
+    clock: FakeClock, timeouts: list[dict[str, float]], twin: type[Any] = AsyncPinkCloudSyncClient
+) -> Any:
+    """A client of `twin` with one slot, on `clock`, recording its API calls' timeouts."""
+    streamed = "sync" if twin is PinkCloudSyncClient else "async"
+    return twin(
+        API_KEY,
+        API_SECRET,
+        transport=httpx.MockTransport(_recording_api(timeouts, streamed=streamed)),
+        max_concurrency=1,
+        _clock=clock,
+    )
+
+
+# 9 of the call's 10 s pass in the queue: it leaves with 1 s for every phase, not 10.
+QUEUED_FOR, TIMEOUT_SET = 9.0, 10.0
+WHAT_IS_LEFT = dict.fromkeys(("connect", "read", "write", "pool"), TIMEOUT_SET - QUEUED_FOR)
+
+
+async def test_the_wait_for_admission_counts_against_the_deadline() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    client: AsyncPinkCloudSyncClient = _clocked_client(clock, timeouts)
+    with anyio.fail_after(TIMEOUT):
+        async with client:
+            await client.get_token()  # the queued call needs no token (no other clamp)
+            holder = await _open_stream(client)
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    functools.partial(client.get, "sync/sessions", timeout=TIMEOUT_SET)
+                )
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(QUEUED_FOR)
+                await holder.aclose()
+    assert timeouts[-1] == WHAT_IS_LEFT
+
+
+async def test_a_call_whose_time_ran_out_in_the_queue_is_not_sent() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    client: AsyncPinkCloudSyncClient = _clocked_client(clock, timeouts)
+    outcome: list[BaseException] = []
+
+    async def call() -> None:
+        with pytest.raises(RequestTimeoutError, match="admission") as raised:
+            await client.get("sync/sessions", timeout=TIMEOUT_SET)
+        outcome.append(raised.value)
+
+    with anyio.fail_after(TIMEOUT):
+        async with client:
+            await client.get_token()
+            holder = await _open_stream(client)
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(TIMEOUT_SET)  # granted just as its time is up
+                await holder.aclose()
+            assert client._admission is not None
+            assert (client._admission.in_use, client._admission.waiting) == (0, 0)
+    assert len(outcome) == 1
+    assert len(timeouts) == 1  # the holder's only
+
+
+def test_the_sync_twins_wait_for_admission_counts_against_the_deadline() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    with _clocked_client(clock, timeouts, PinkCloudSyncClient) as client:
+        client.get_token()
+        admission = client._admission
+        assert admission is not None
+        holder = client.send(client.build_request("GET", "sync/sessions"), stream=True)
+        queued = threading.Thread(
+            target=client.get, args=("sync/sessions",), kwargs={"timeout": TIMEOUT_SET}
+        )
+        queued.start()
+        while admission.waiting < 1:
+            threading.Event().wait(0.0005)
+        clock.advance(QUEUED_FOR)
+        holder.close()
+        queued.join(TIMEOUT)
+    assert timeouts[-1] == WHAT_IS_LEFT
 
 
 # ------------------------------------------------------ a second event loop
