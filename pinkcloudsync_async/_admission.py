@@ -75,10 +75,11 @@ def fit_after_wait(extensions: dict[str, Any]) -> None:
 
 
 class _AsyncWaiter:
-    __slots__ = ("event", "gave_up", "granted")
+    __slots__ = ("event", "gave_up", "generation", "granted")
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
         self.event = anyio.Event()
+        self.generation = generation
         self.granted = False
         self.gave_up = False
 
@@ -136,7 +137,7 @@ class AsyncAdmission:
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
             return
-        waiter = _AsyncWaiter()
+        waiter = _AsyncWaiter(self.generation)
         self._waiters.append(waiter)
         self._queued += 1
         try:
@@ -151,8 +152,8 @@ class AsyncAdmission:
 
     def _give_up(self, waiter: _AsyncWaiter) -> None:
         if waiter.granted:
-            self.release()  # handed a slot as it gave up: pass it on
-        else:
+            self.release(waiter.generation)  # handed a slot as it gave up: pass it on
+        elif waiter.generation == self.generation:  # (else a reset dropped it already)
             waiter.gave_up = True  # skipped by the next release
             self._queued -= 1
 

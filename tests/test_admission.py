@@ -8,6 +8,8 @@ and cancelling queued callers at the worst moment leaves the client whole.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import signal
 import threading
@@ -528,3 +530,40 @@ def test_the_reset_for_a_new_event_loop_keeps_the_count_of_its_own_requests(
 
     old = anyio.run(first_loop, backend=backend)
     anyio.run(second_loop, old, backend=backend)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_calls_queued_on_an_abandoned_event_loop_leave_the_next_loops_count_alone() -> None:
+    # A loop closed with calls still queued (no asyncio.run to cancel them): the next
+    # loop resets the queue. When the old calls' coroutines are finally closed (by
+    # the garbage collector, here at once), they must not leave a queue they are no
+    # longer in, nor free a slot they no longer hold.
+    client = _streamed_client(1)
+    admission = client._admission
+    assert admission is not None
+
+    async def fill_and_queue() -> list[asyncio.Task[httpx.Response]]:
+        await _open_stream(client)  # never closed
+        calls = [asyncio.ensure_future(client.get("sync/sessions")) for _ in range(2)]
+        await anyio.wait_all_tasks_blocked()
+        assert admission.waiting == 2
+        return calls
+
+    abandoned = asyncio.new_event_loop()
+    old_calls = abandoned.run_until_complete(fill_and_queue())
+    abandoned.close()
+
+    async def next_loop() -> None:
+        held = await _open_stream(client)
+        queued = asyncio.ensure_future(client.get("sync/sessions"))
+        await anyio.wait_all_tasks_blocked()
+        assert admission.waiting == 1
+        for call in old_calls:
+            with contextlib.suppress(BaseException):
+                call.get_coro().close()  # what the collector does to a pending task
+        assert (admission.in_use, admission.waiting) == (1, 1)
+        await held.aclose()
+        assert (await queued).status_code == 200
+        assert (admission.in_use, admission.waiting) == (0, 0)
+
+    asyncio.run(asyncio.wait_for(next_loop(), TIMEOUT))
