@@ -104,7 +104,10 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
-        self.http_backend = resolve_http_backend(http_backend)
+        # The environment picks the backend of a transport the client builds: with
+        # your own `transport=` it does not apply (an argument wins over it).
+        own = "transport" in httpx_kwargs
+        self.http_backend = resolve_http_backend(http_backend, {} if own else None)
         limit = admission_limit(max_concurrency, httpx_kwargs)
         self._admission = None if limit is None else AsyncAdmission(limit)
         # Composed before httpx's __init__ so that it receives the finished auth; the

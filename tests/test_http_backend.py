@@ -18,6 +18,7 @@ from pinkcloudsync_async import (
     PinkCloudSyncClient,
 )
 from pinkcloudsync_async._transports import LoopBoundTransport
+from pinkcloudsync_async.testing import Emulator
 
 ENV = "PINKCLOUDSYNC_HTTP_BACKEND"
 
@@ -74,6 +75,24 @@ def test_an_unknown_backend_names_the_choices(
 def test_what_aiohttp_cannot_honour_is_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         AsyncPinkCloudSyncClient(API_KEY, API_SECRET, http_backend="aiohttp", **kwargs)
+
+
+def test_your_own_transport_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The variable picks the backend of a transport the client builds; with yours
+    # (the emulator's in-process client, a MockTransport in a test) it does not
+    # apply, as an argument wins over the environment. It used to refuse them all.
+    monkeypatch.setenv(ENV, "aiohttp")
+    emulator = Emulator()
+
+    async def calls() -> list[int]:
+        async with emulator.client() as client:
+            return [len((await client.list_sessions()).sessions)]
+
+    assert anyio.run(calls) == [0]
+    mocked = AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    )
+    assert mocked.http_backend == "httpx"
 
 
 def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
