@@ -29,6 +29,7 @@ from ._client_base import (
     build_parts,
     parse_session_list,
 )
+from ._config import resolve_http_backend
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -75,7 +76,9 @@ class PinkCloudSyncClient(httpx.Client):
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
-        if http_backend not in (None, "httpx"):
+        # Spelt as the async client accepts it (any case, spaces); the environment
+        # variable is for the async client.
+        if http_backend is not None and resolve_http_backend(http_backend, {}) != "httpx":
             raise ConfigurationError(
                 f"PinkCloudSyncClient has one HTTP backend, 'httpx', not {http_backend!r}: "
                 'http_backend="aiohttp" is for AsyncPinkCloudSyncClient.'

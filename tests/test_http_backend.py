@@ -106,6 +106,10 @@ def test_the_sync_twin_has_httpx_only(monkeypatch: pytest.MonkeyPatch) -> None:
         PinkCloudSyncClient(API_KEY, API_SECRET, http_backend="aiohttp")
     monkeypatch.setenv(ENV, "aiohttp")  # meant for the async workers sharing the env
     assert PinkCloudSyncClient(API_KEY, API_SECRET).http_backend == "httpx"
+    # Spelt as the async client accepts it; it used to be refused as not "httpx".
+    assert PinkCloudSyncClient(API_KEY, API_SECRET, http_backend=" HTTPX ").http_backend == "httpx"
+    with pytest.raises(ConfigurationError, match="'httpx', 'aiohttp'"):
+        PinkCloudSyncClient(API_KEY, API_SECRET, http_backend="requests")
 
 
 @pytest.mark.parametrize("call", ["get", "get_token"])
