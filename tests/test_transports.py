@@ -284,7 +284,7 @@ class _HeaderRecorder(BaseHTTPRequestHandler):
     def _record(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.seen.append((self.command, self.path, dict(self.headers.items()), body))
-        data = json.dumps(token_body() if self.path.endswith("/auth/token") else {}).encode()
+        data = json.dumps(self.server.token if self.path.endswith("/auth/token") else {}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -297,6 +297,9 @@ class _HeaderRecorder(BaseHTTPRequestHandler):
 def test_both_backends_send_the_same_request() -> None:
     recorder = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderRecorder)
     recorder.seen = []  # type: ignore[attr-defined]
+    # One token for both backends: a JWT made in another second (its `iat`) would
+    # make their Authorization headers differ.
+    recorder.token = token_body()  # type: ignore[attr-defined]
     thread = threading.Thread(target=recorder.serve_forever, daemon=True)
     thread.start()
     host, port = recorder.server_address[:2]
