@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -191,6 +192,42 @@ def test_a_thread_that_runs_out_of_patience_loses_nothing() -> None:
     admission.release()
     assert (admission.in_use, admission.waiting) == (0, 0)
     admission.acquire(0.01)
+
+
+def test_hundreds_of_threads_with_random_patience_never_exceed_the_limit_nor_lose_a_slot() -> None:
+    admission = SyncAdmission(3)
+    lock = threading.Lock()
+    inside = [0, 0]  # now, most
+    outcomes = {"admitted": 0, "timed_out": 0}
+    start = threading.Barrier(200)
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)  # noqa: S311 (a workload, not a secret)
+        start.wait(TIMEOUT)  # all at once
+        for _ in range(10):
+            try:
+                admission.acquire(rng.choice([0.0, 0.0001, 0.001, 0.01, None]))
+            except RequestTimeoutError:
+                with lock:
+                    outcomes["timed_out"] += 1
+                continue
+            with lock:
+                inside[0] += 1
+                inside[1] = max(inside)
+                outcomes["admitted"] += 1
+            threading.Event().wait(rng.random() * 0.001)  # work while admitted
+            with lock:
+                inside[0] -= 1
+            admission.release()
+
+    workers = [threading.Thread(target=caller, args=(seed,)) for seed in range(200)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(TIMEOUT)
+    assert 1 <= inside[1] <= 3
+    assert outcomes["admitted"] + outcomes["timed_out"] == 2_000
+    assert (admission.in_use, admission.waiting) == (0, 0)
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
