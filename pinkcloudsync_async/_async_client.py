@@ -13,6 +13,7 @@ admitted, so a long queue never sends a token that died while it waited.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -22,7 +23,12 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedAsyncStream, AsyncAdmission, admission_timeout
+from ._admission import (
+    AdmittedAsyncStream,
+    AsyncAdmission,
+    admission_timeout,
+    fit_after_wait,
+)
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -98,7 +104,10 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
-        self.http_backend = resolve_http_backend(http_backend)
+        # The environment picks the backend of a transport the client builds: with
+        # your own `transport=` it does not apply (an argument wins over it).
+        own = "transport" in httpx_kwargs
+        self.http_backend = resolve_http_backend(http_backend, {} if own else None)
         limit = admission_limit(max_concurrency, httpx_kwargs)
         self._admission = None if limit is None else AsyncAdmission(limit)
         # Composed before httpx's __init__ so that it receives the finished auth; the
@@ -181,19 +190,24 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             return await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        if not admission.try_acquire():
+        queued = not admission.try_acquire()
+        if queued:
             await admission.acquire(admission_timeout(request.extensions))
+        generation = admission.generation  # the slot's: it may outlive its event loop
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
         except BaseException:
-            admission.release()
+            admission.release(generation)
             raise
         if stream and not response.is_closed:  # (a transport may hand it over read)
-            response.stream = AdmittedAsyncStream(response.stream, admission.release)  # type: ignore[arg-type]
+            release = functools.partial(admission.release, generation)
+            response.stream = AdmittedAsyncStream(response.stream, release)  # type: ignore[arg-type]
         else:
-            admission.release()
+            admission.release(generation)
         return response
 
     async def _send_handling_retries(

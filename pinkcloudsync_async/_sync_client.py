@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout
+from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout, fit_after_wait
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -29,6 +29,7 @@ from ._client_base import (
     build_parts,
     parse_session_list,
 )
+from ._config import resolve_http_backend
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -75,7 +76,9 @@ class PinkCloudSyncClient(httpx.Client):
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
-        if http_backend not in (None, "httpx"):
+        # Spelt as the async client accepts it (any case, spaces); the environment
+        # variable is for the async client.
+        if http_backend is not None and resolve_http_backend(http_backend, {}) != "httpx":
             raise ConfigurationError(
                 f"PinkCloudSyncClient has one HTTP backend, 'httpx', not {http_backend!r}: "
                 'http_backend="aiohttp" is for AsyncPinkCloudSyncClient.'
@@ -159,8 +162,10 @@ class PinkCloudSyncClient(httpx.Client):
             return self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        admission.acquire(admission_timeout(request.extensions))
+        queued = admission.acquire(admission_timeout(request.extensions))
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
