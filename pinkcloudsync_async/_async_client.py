@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -34,6 +34,9 @@ from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
 
+if TYPE_CHECKING:
+    from .stores import TokenStore
+
 __all__ = ["AsyncPinkCloudSyncClient"]
 
 
@@ -45,6 +48,8 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     connection failures are retried by policy. Any httpx option passes through.
     Use `async with` so early refreshes run in the background. The connection pool
     and proxy transports the client builds itself follow the event loop.
+    `token_store` (a `pinkcloudsync_async.stores.TokenStore`; default: from
+    `PINKCLOUDSYNC_REDIS_URL`, else in-process) shares the token with a fleet.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        token_store: TokenStore | None = None,
         _clock: Callable[[], float] = time.monotonic,
         _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         **httpx_kwargs: Any,
@@ -73,12 +79,15 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             retry_backoff_base=retry_backoff_base,
             retry_backoff_max=retry_backoff_max,
             max_retry_after=max_retry_after,
+            token_store=token_store,
             httpx_kwargs=httpx_kwargs,
         )
         self._clock = _clock
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
+        # A store built from the environment is the client's to close; one given is not.
+        self._owned_store = parts.token_store if parts.owns_store else None
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
@@ -117,7 +126,22 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         try:
             await self._tokens.__aexit__(exc_type, exc_value, traceback)
         finally:
-            await super().__aexit__(exc_type, exc_value, traceback)
+            try:
+                await super().__aexit__(exc_type, exc_value, traceback)
+            finally:
+                await self._close_store()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, and the token store if the client built it."""
+        try:
+            await super().aclose()
+        finally:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        store, self._owned_store = self._owned_store, None
+        if store is not None:
+            await store.aclose()
 
     async def send(
         self,
