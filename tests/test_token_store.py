@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,8 +25,20 @@ from fakes import API_KEY, API_SECRET, BASE_URL
 from services import RedisServer
 from twins import Server, Twin, reply, retry_after
 
-from pinkcloudsync_async import RateLimitError
+from pinkcloudsync_async import (
+    AsyncPinkCloudSyncClient,
+    ConfigurationError,
+    PinkCloudSyncClient,
+    RateLimitError,
+)
+from pinkcloudsync_async._constants import (
+    ALLOW_UNENCRYPTED_ENV,
+    REDIS_URL_ENV,
+    TOKEN_ENCRYPTION_KEY_ENV,
+)
+from pinkcloudsync_async._token_source import TokenSource
 from pinkcloudsync_async.stores import InProcessTokenStore, RedisTokenStore, TokenStore
+from pinkcloudsync_async.stores._cipher import PlaintextCodec, TokenCipher
 from pinkcloudsync_async.stores._fleet import fleet_keys
 
 twin = twins.twin
@@ -284,3 +297,113 @@ class TestRedisFailing:
                 redis_server.resume()
         assert len(server.token_requests) == 1
         assert elapsed < 1.5  # 250 ms timeouts, no retries: not redis-py's 7 s
+
+
+class TestCancellation:
+    @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+    @pytest.mark.anyio
+    async def test_a_cancelled_leader_gives_the_lock_back_and_leaves_nothing_behind(
+        self, anyio_backend: str, redis_server: RedisServer
+    ) -> None:
+        arrived, release = threading.Event(), threading.Event()
+        server = Server()
+        server.before_token = lambda index: (arrived.set(), release.wait(twins.TIMEOUT))
+        twin_ = Twin("async", anyio_backend)
+        keys = fleet_keys("pinkcloudsync", f"{BASE_URL}/", API_KEY)
+        connection = redis.Redis.from_url(redis_server.url)
+        try:
+            async with (
+                closing(redis_store(redis_server)) as store,
+                twin_.client(server, token_store=store) as client,
+            ):
+                with anyio.fail_after(twins.TIMEOUT):
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(client.get_token)
+                        assert await twins.wait_event(arrived)  # mid token request
+                        assert connection.pttl(keys.lock) > 0
+                        group.cancel_scope.cancel()
+                    assert connection.pttl(keys.lock) == -2  # released, not left to expire
+                    assert client.auth.tokens.lifecycle.flight is None
+                    release.set()
+                    await client.get_token()  # the next caller leads a new flight
+        finally:
+            release.set()
+            connection.close()
+        assert len(server.token_requests) == 2
+
+
+class TestWiring:
+    @pytest.fixture(autouse=True)
+    def _clean_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in (REDIS_URL_ENV, TOKEN_ENCRYPTION_KEY_ENV, ALLOW_UNENCRYPTED_ENV):
+            monkeypatch.delenv(name, raising=False)
+
+    @pytest.mark.parametrize("client_class", [AsyncPinkCloudSyncClient, PinkCloudSyncClient])
+    def test_a_redis_url_without_a_key_is_a_configuration_error(
+        self, client_class: type[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")
+        with pytest.raises(ConfigurationError, match=TOKEN_ENCRYPTION_KEY_ENV):
+            client_class(API_KEY, API_SECRET)
+
+    @pytest.mark.parametrize(
+        ("environment", "codec"),
+        [
+            ({TOKEN_ENCRYPTION_KEY_ENV: KEY}, TokenCipher),
+            ({ALLOW_UNENCRYPTED_ENV: "1"}, PlaintextCodec),
+        ],
+    )
+    def test_the_environment_alone_configures_the_store(
+        self, environment: dict[str, str], codec: type[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(REDIS_URL_ENV, "redis://:hunter2@127.0.0.1:1/0")
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        client = PinkCloudSyncClient(API_KEY, API_SECRET)
+        try:
+            store = client.auth.tokens.source.store
+            assert isinstance(store, RedisTokenStore)
+            assert isinstance(store.codec, codec)
+            assert "hunter2" not in repr(store)
+            assert KEY not in repr(store)
+        finally:
+            client.close()
+
+    def test_an_argument_beats_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")  # and no key: not read
+        client = PinkCloudSyncClient(API_KEY, API_SECRET, token_store=InProcessTokenStore())
+        try:
+            assert isinstance(client.auth.tokens.source, TokenSource)  # untouched: no cost
+        finally:
+            client.close()
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "", "redis-cluster://x"]
+    )
+    def test_a_url_that_is_no_redis_url_is_a_configuration_error(self, url: str) -> None:
+        with pytest.raises(ConfigurationError, match="redis://"):
+            RedisTokenStore.from_url(url, encryption_key=KEY)
+
+    @pytest.mark.anyio
+    async def test_the_client_closes_a_store_it_built_but_not_one_it_was_given(
+        self, twin: Twin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(REDIS_URL_ENV, redis_server.url)
+        monkeypatch.setenv(TOKEN_ENCRYPTION_KEY_ENV, KEY)
+        given = redis_store(redis_server)
+        async with twin.client(Server()) as built, twin.client(Server(), token_store=given) as kept:
+            await twin.do(built, "get_token")
+            await twin.do(kept, "get_token")
+            assert store_connections(redis_server) == 2
+        assert store_connections(redis_server) == 1  # the given store's, still open
+        await given.aclose()
+        assert store_connections(redis_server) == 0
+
+
+def store_connections(server: RedisServer) -> int:
+    """Connections to `server` other than the one that counts them."""
+    connection = redis.Redis.from_url(server.url)
+    try:
+        return len(connection.client_list()) - 1
+    finally:
+        connection.close()
