@@ -18,6 +18,8 @@ import contextlib
 import json
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,9 +33,73 @@ import anyio.from_thread
 from ._emulator import Emulator
 from ._server import serve_emulator
 
-__all__ = ["Fleet", "fleet_env", "serve_in_thread"]
+__all__ = ["Fleet", "RedisServer", "fleet_env", "serve_in_thread"]
 
 _WORKER = "pinkcloudsync_async.testing._fleet_worker"
+_REDIS_START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A `redis-server` process of our own on 127.0.0.1:`port`, without persistence
+    (`--save "" --appendonly no`). `binary` is its path (see `shutil.which`)."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and return once it answers PING; raises RuntimeError if it won't."""
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(  # noqa: S603 - the redis-server binary, fixed args
+            [self.binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + _REDIS_START_TIMEOUT
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)  # a process starting up: nothing to wait on but its port
+
+    def answers(self) -> bool:
+        """Does it answer PING now?"""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop it (SIGKILL after 5 s) and reap it; it may be started again."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a frozen server cannot exit
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections open, nothing answers, as a stuck Redis."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Unfreeze it (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 @contextlib.contextmanager
