@@ -213,7 +213,7 @@ class RedisTokenStore:
         if not self._allow():
             return DOWN
         try:
-            if _on_asyncio():
+            if _on_asyncio() and (self._url is not None or self._async_client is not None):
                 # redis-py's own timeouts bound each socket operation; this bounds
                 # the step (a script may take two round trips).
                 with anyio.fail_after(self.timeout * 4):
@@ -250,6 +250,8 @@ class RedisTokenStore:
 
     def _sync(self) -> redis.Redis:
         with self._lock:
+            if self._client is None and self._url is None:
+                raise ConfigurationError("This RedisTokenStore was given no sync client.")
             if self._client is None:
                 import redis
                 from redis.backoff import NoBackoff
