@@ -27,6 +27,7 @@ from twins import Server, Twin, reply, retry_after
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
+    AuthenticationError,
     ConfigurationError,
     PinkCloudSyncClient,
     RateLimitError,
@@ -369,6 +370,10 @@ class TestWiring:
         finally:
             client.close()
 
+    def test_a_token_store_that_is_no_store_is_a_configuration_error(self) -> None:
+        with pytest.raises(ConfigurationError, match="TokenStore"):
+            PinkCloudSyncClient(API_KEY, API_SECRET, token_store="redis://127.0.0.1")  # type: ignore[arg-type]
+
     def test_an_argument_beats_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")  # and no key: not read
         client = PinkCloudSyncClient(API_KEY, API_SECRET, token_store=InProcessTokenStore())
@@ -407,3 +412,73 @@ def store_connections(server: RedisServer) -> int:
         return len(connection.client_list()) - 1
     finally:
         connection.close()
+
+
+class TestSharedFailures:
+    @pytest.mark.anyio
+    async def test_bad_credentials_are_shared_for_one_window_then_tried_again(
+        self, twin: Twin, redis_server: RedisServer
+    ) -> None:
+        server = Server(token=[reply(401, json={"error": "invalid_credentials", "message": "no"})])
+        async with (
+            closing(redis_store(redis_server, failure_ttl=0.3)) as store,
+            twin.client(server, token_store=store) as first,
+            twin.client(server, token_store=store) as second,
+        ):
+            for client in (first, second, first):
+                with pytest.raises(AuthenticationError):
+                    await twin.do(client, "get_token")
+            assert len(server.token_requests) == 1  # one per window, for the fleet
+            await anyio.sleep(0.35)  # the window is Redis's TTL: let it pass
+            with pytest.raises(AuthenticationError):
+                await twin.do(second, "get_token")
+        assert len(server.token_requests) == 2
+
+
+class TestNoSecretLogged:
+    @pytest.mark.anyio
+    async def test_no_log_line_holds_a_token_the_secret_or_the_key(
+        self, twin: Twin, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        server = Server()
+
+        def api(request: httpx.Request) -> httpx.Response:
+            refused = server.bearer_of(request) == server.issued[0]
+            return reply(401 if refused else 200, json={"sessions": []})(request)
+
+        server.api_script = [api]
+        async with (
+            closing(redis_store(redis_server, breaker_cooldown=0.1)) as store,
+            twin.client(server, token_store=store) as first,
+            twin.client(server, token_store=store) as second,
+        ):
+            await twin.do(first, "list_sessions")  # cold, refused, refetched, stored
+            redis_server.stop()
+            await twin.do(second, "list_sessions")  # Redis down: its own token
+        texts = [record.getMessage() for record in caplog.records]
+        assert any("unavailable" in text for text in texts)
+        for secret in [*server.issued, API_SECRET, KEY]:
+            assert not any(secret in text for text in texts)
+
+
+class TestGivenClients:
+    @pytest.mark.anyio
+    async def test_a_store_on_a_given_sync_client_serves_every_twin_and_leaves_it_open(
+        self, twin: Twin, redis_server: RedisServer
+    ) -> None:
+        server = Server()
+        connection = redis.Redis.from_url(redis_server.url, socket_timeout=0.25)
+        try:
+            store = RedisTokenStore(client=connection, encryption_key=KEY)
+            async with (
+                closing(store),
+                twin.client(server, token_store=store) as first,
+                twin.client(server, token_store=store) as second,
+            ):
+                await twin.gather(10, first, "list_sessions")
+                await twin.gather(10, second, "list_sessions")
+            assert connection.ping()  # the store never closes a client it was given
+        finally:
+            connection.close()
+        assert len(server.token_requests) == 1
