@@ -108,7 +108,7 @@ class RedisTokenStore:
         self._client = client
         self._async_client = async_client
         self._async_loop: EventLoopToken | None = None
-        self._scripts: dict[int, tuple[Any, Any]] = {}
+        self._scripts: dict[int, tuple[Any, Any, Any]] = {}
         self._breaker = Breaker(cooldown=float(breaker_cooldown))
         self._lock = threading.Lock()
 
@@ -286,11 +286,19 @@ class RedisTokenStore:
         return self._async_client
 
     def _scripts_for(self, client: Any) -> tuple[Any, Any]:
-        scripts = self._scripts.get(id(client))
-        if scripts is None:
-            scripts = (client.register_script(WRITE_SCRIPT), client.register_script(RELEASE_SCRIPT))
-            self._scripts = {id(client): scripts, **self._scripts}
-        return scripts
+        cached = self._scripts.get(id(client))
+        if cached is None or cached[0] is not client:
+            cached = (
+                client,
+                client.register_script(WRITE_SCRIPT),
+                client.register_script(RELEASE_SCRIPT),
+            )
+            # Keep only the current clients' scripts: a client replaced for a new
+            # event loop must not be kept alive, nor its id reused to find its scripts.
+            current = (self._client, self._async_client)
+            kept = {key: value for key, value in self._scripts.items() if value[0] in current}
+            self._scripts = {**kept, id(client): cached}
+        return cached[1], cached[2]
 
     def _run_sync(self, step: Step) -> Any:
         client = self._sync()
