@@ -263,9 +263,12 @@ def sealed_entry(held: AccessToken) -> bytes:
     return CODEC.seal(KEYS.token, encode_token(held, now=1000.0, wall_now=1.7e9, entry_ttl=3300))
 
 
-def drive(steps: Generator[Any, Any, AccessToken], answers: list[Any]) -> list[Any]:
-    """Run a flight: each step gets the next answer; returns the steps and the result."""
-    seen: list[Any] = []
+def drive(
+    steps: Generator[Any, Any, AccessToken], answers: list[Any], seen: list[Any] | None = None
+) -> list[Any]:
+    """Run a flight: each step gets the next answer; returns the steps (also in `seen`,
+    kept when the flight raises) and the result."""
+    seen = [] if seen is None else seen
     result: Any = None
     try:
         step = next(steps)
@@ -351,3 +354,14 @@ class TestFlight:
         spent = Deadline(999.0, lambda: 1000.0)
         with pytest.raises(RequestTimeoutError):
             drive(flight(deadline=spent).run(), [empty(lock_ms=5000)])
+
+
+def test_a_failure_found_on_the_recheck_is_raised_not_shared_again() -> None:
+    error = RateLimitError(status_code=429, error="rate_limited", message="slow")
+    failure = CODEC.seal(KEYS.failure, encode_failure(error))
+    one = flight()
+    seen: list[Any] = []
+    with pytest.raises(RateLimitError):
+        drive(one.run(), [empty(), True, Snapshot(None, -2, failure, 4000, NO_LOCK), True], seen)
+    assert [type(step) for step in seen] == [Read, TryLock, Read, Release]
+    assert not one.holds_lock

@@ -199,12 +199,17 @@ class FleetFlight:
     def _lead(self) -> Generator[Step, Any, AccessToken]:
         keys = self.keys
         try:
-            # Re-check: the previous holder may have stored just before we took it.
+            # Re-check: the previous holder may have stored (a token, or a failure
+            # that is raised as it is, not shared again) just before we took it.
             snapshot = yield Read(keys)
             found = None if snapshot is DOWN else self._use(snapshot)
-            if found is not None:
-                yield from self._release()
-                return found
+        except Exception:
+            yield from self._release()
+            raise
+        if found is not None:
+            yield from self._release()
+            return found
+        try:
             token: AccessToken = yield Fetch()
         except APIError as error:
             ttl_ms = failure_ttl_ms(getattr(error, "retry_after", None), self.failure_window)
