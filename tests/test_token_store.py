@@ -105,6 +105,24 @@ class TestSingleFlight:
         assert len(server.token_requests) == 1
 
     @pytest.mark.anyio
+    async def test_a_crowd_refused_one_token_makes_one_more_token_request(
+        self, twin: Twin, make_store: Callable[[], TokenStore]
+    ) -> None:
+        server = Server()
+
+        def api(request: httpx.Request) -> httpx.Response:
+            refused = server.bearer_of(request) == server.issued[0]
+            return reply(401 if refused else 200, json={"sessions": []})(request)
+
+        server.api_script = [api]
+        async with closing(make_store()) as store, twin.client(server, token_store=store) as c:
+            await twin.do(c, "get_token")
+            with anyio.fail_after(twins.TIMEOUT):
+                outcomes = await twin.gather(twin.crowd, c, "request", "GET", "sync/sessions")
+        assert [outcome.status_code for outcome in outcomes] == [200] * twin.crowd
+        assert len(server.token_requests) == 2
+
+    @pytest.mark.anyio
     async def test_two_clients_on_one_redis_store_make_one_token_request(
         self, twin: Twin, redis_server: RedisServer
     ) -> None:
