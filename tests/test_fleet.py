@@ -124,7 +124,7 @@ class TestLifetimes:
     def test_short_lived_tokens_cost_the_same_token_requests_whatever_the_fleet_size(
         self, redis_server: RedisServer
     ) -> None:
-        lifetime, margin, duration = 3, 1.0, 6.0
+        lifetime, margin, duration = 3, 1.0, 5.0
         emulator = Emulator(token_lifetime=lifetime)
         with (
             serve_in_thread(emulator) as url,
