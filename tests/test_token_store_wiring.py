@@ -130,3 +130,24 @@ class TestGivenClients:
         finally:
             connection.close()
         assert len(server.token_requests) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout": 0},
+        {"timeout": True},
+        {"failure_ttl": -1},
+        {"breaker_cooldown": "5"},
+        {"key_prefix": ""},
+        {"key_prefix": "a{b"},
+        {"encryption_key": None, "previous_encryption_keys": [KEY]},
+        {"encryption_key": "not-a-key"},
+        {"encryption_key": KEY, "previous_encryption_keys": ["not-a-key"]},
+    ],
+)
+def test_bad_store_options_are_configuration_errors(kwargs: dict[str, Any]) -> None:
+    options = {"encryption_key": KEY, **kwargs}
+    with pytest.raises(ConfigurationError) as caught:
+        RedisTokenStore.from_url("redis://127.0.0.1:6379/0", **options)
+    assert KEY not in str(caught.value)
