@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from pinkcloudsync_async import (
     AccessToken,
+    APIConnectionError,
     AuthenticationError,
     ConfigurationError,
     RateLimitError,
@@ -365,3 +366,27 @@ def test_a_failure_found_on_the_recheck_is_raised_not_shared_again() -> None:
         drive(one.run(), [empty(), True, Snapshot(None, -2, failure, 4000, NO_LOCK), True], seen)
     assert [type(step) for step in seen] == [Read, TryLock, Read, Release]
     assert not one.holds_lock
+
+
+@pytest.mark.parametrize("error_class", [RequestTimeoutError, APIConnectionError])
+def test_a_timeout_or_unreachable_host_is_shared_as_the_same_typed_error(
+    error_class: type[Exception],
+) -> None:
+    shared = decode_failure(
+        encode_failure(error_class("The token request to https://x/auth/token failed")),
+        remaining_ms=2000,
+    )
+    assert type(shared) is error_class
+    assert "shared outcome" in str(shared)
+
+
+@pytest.mark.parametrize(("spent", "shared"), [(False, True), (True, False)])
+def test_a_timeout_is_shared_unless_it_was_the_leaders_own_deadline(
+    spent: bool, shared: bool
+) -> None:
+    deadline = Deadline(999.0 if spent else 2000.0, lambda: 1000.0)
+    seen: list[Any] = []
+    error = RequestTimeoutError("The token request timed out")
+    with pytest.raises(RequestTimeoutError):
+        drive(flight(deadline=deadline).run(), [empty(), True, empty(), error, True, True], seen)
+    assert any(isinstance(step, Write) for step in seen) is shared

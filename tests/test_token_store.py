@@ -20,9 +20,10 @@ import redis
 import twins
 from fakes import API_KEY, API_SECRET, BASE_URL
 from services import KEY, RedisServer, closing, new_key, redis_store
-from twins import Server, Twin, reply, retry_after
+from twins import Server, Twin, fail, reply, retry_after
 
 from pinkcloudsync_async import (
+    APIConnectionError,
     AuthenticationError,
     RateLimitError,
 )
@@ -339,6 +340,21 @@ class TestSharedFailures:
             with pytest.raises(AuthenticationError):
                 await twin.do(second, "get_token")
         assert len(server.token_requests) == 2
+
+    @pytest.mark.anyio
+    async def test_an_unreachable_token_endpoint_is_shared_too(
+        self, twin: Twin, redis_server: RedisServer
+    ) -> None:
+        server = Server(token=[fail(httpx.ConnectError)])
+        async with (
+            closing(redis_store(redis_server)) as store,
+            twin.client(server, token_store=store, max_retries=0) as first,
+            twin.client(server, token_store=store, max_retries=0) as second,
+        ):
+            for client in (first, second):
+                with pytest.raises(APIConnectionError):
+                    await twin.do(client, "get_token")
+        assert len(server.token_requests) == 1
 
 
 class TestNoSecretLogged:

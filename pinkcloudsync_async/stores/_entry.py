@@ -1,4 +1,5 @@
-"""What the fleet stores, as plaintext before sealing: a token, or a failed token request.
+"""What the fleet stores, as plaintext before sealing: a token, or a failed token request
+(an error status, a timeout, or a host not reached).
 
 Pure: JSON in, JSON out. A token is stored as the server sent it (the token, its
 type, `expires_in`), with its wall-clock expiry (informational) and its `lead`, the
@@ -16,12 +17,19 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from .._exceptions import APIError, api_error_for
+from .._exceptions import APIConnectionError, APIError, RequestTimeoutError, api_error_for
 from .._models import AccessToken
 from .._token_exchange import build_access_token, decode_claims
 from ._cipher import UnreadableEntry
 
-__all__ = ["decode_failure", "decode_token", "encode_failure", "encode_token"]
+__all__ = [
+    "SHARED_ERRORS",
+    "SharedError",
+    "decode_failure",
+    "decode_token",
+    "encode_failure",
+    "encode_token",
+]
 
 _VERSION = 1
 
@@ -84,31 +92,45 @@ def decode_token(plaintext: bytes, *, remaining_ms: int, now: float) -> AccessTo
     )
 
 
-def encode_failure(error: APIError) -> bytes:
-    """The entry for a token request that failed with `error` (already redacted)."""
-    entry = {
-        "v": _VERSION,
-        "status": error.status_code,
-        "error": error.error,
-        "message": error.message,
-    }
+SharedError = APIError | RequestTimeoutError | APIConnectionError
+SHARED_ERRORS = (APIError, RequestTimeoutError, APIConnectionError)  # for `except`
+_KINDS: dict[str, type[RequestTimeoutError] | type[APIConnectionError]] = {
+    "timeout": RequestTimeoutError,
+    "connection": APIConnectionError,
+}
+_SHARED_NOTE = "the fleet's shared outcome of a recent token request"
+
+
+def encode_failure(error: SharedError) -> bytes:
+    """The entry for a token request that failed with `error` (already redacted):
+    an answer's status and error, or a timeout or a host not reached."""
+    entry: dict[str, Any] = {"v": _VERSION, "message": getattr(error, "message", str(error))}
+    if isinstance(error, APIError):
+        entry.update(kind="api", status=error.status_code, error=error.error)
+    else:
+        entry["kind"] = "timeout" if isinstance(error, RequestTimeoutError) else "connection"
     return json.dumps(entry, separators=(",", ":")).encode()
 
 
-def decode_failure(plaintext: bytes, *, remaining_ms: int) -> APIError:
+def decode_failure(plaintext: bytes, *, remaining_ms: int) -> SharedError:
     """The typed error another process's token request got; for a 429 its
     `retry_after` is what is left of the shared window. Raises UnreadableEntry."""
     entry = _load(plaintext)
-    status, code, message = entry.get("status"), entry.get("error"), entry.get("message")
-    if not isinstance(status, int) or not 400 <= status <= 599:
-        raise UnreadableEntry("status is not an error status")
-    if not isinstance(code, str) or not isinstance(message, str):
+    kind, message = entry.get("kind"), entry.get("message")
+    if not isinstance(message, str):
+        raise UnreadableEntry("no message in it")
+    if isinstance(kind, str) and kind in _KINDS:
+        return _KINDS[kind](f"{message} ({_SHARED_NOTE})")
+    status, code = entry.get("status"), entry.get("error")
+    if kind != "api" or not isinstance(status, int) or not 400 <= status <= 599:
+        raise UnreadableEntry("not a failure of a known kind")
+    if not isinstance(code, str):
         raise UnreadableEntry("no error in it")
     headers = {"Retry-After": str(max(1, math.ceil(remaining_ms / 1000)))}
     # Built through the one path every API error takes, so the class, the fields
     # and a 429's retry_after are what the process that made the request got.
     response = httpx.Response(status, json={"error": code, "message": message}, headers=headers)
     error = api_error_for(response)
-    error.message = f"{message} (the fleet's shared outcome of a recent token request)"
+    error.message = f"{message} ({_SHARED_NOTE})"
     error.args = (f"{status} {code}: {error.message}",)
     return error

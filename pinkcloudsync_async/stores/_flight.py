@@ -23,10 +23,10 @@ from typing import Any
 
 from .._constants import LOGGER_NAME
 from .._deadline import Deadline
-from .._exceptions import APIError, RequestTimeoutError
+from .._exceptions import RequestTimeoutError
 from .._models import AccessToken
 from ._cipher import PlaintextCodec, TokenCipher, UnreadableEntry
-from ._entry import decode_failure, decode_token, encode_failure, encode_token
+from ._entry import SHARED_ERRORS, decode_failure, decode_token, encode_failure, encode_token
 from ._fleet import FleetKeys, entry_ttl_ms, failure_ttl_ms, is_fresh, poll_delay
 
 __all__ = [
@@ -211,10 +211,11 @@ class FleetFlight:
             return found
         try:
             token: AccessToken = yield Fetch()
-        except APIError as error:
-            ttl_ms = failure_ttl_ms(getattr(error, "retry_after", None), self.failure_window)
-            value = self.codec.seal(keys.failure, encode_failure(error))
-            yield Write(keys.lock, self.fence, keys.failure, value, ttl_ms)
+        except SHARED_ERRORS as error:
+            if self._shared(error):
+                ttl_ms = failure_ttl_ms(getattr(error, "retry_after", None), self.failure_window)
+                value = self.codec.seal(keys.failure, encode_failure(error))
+                yield Write(keys.lock, self.fence, keys.failure, value, ttl_ms)
             yield from self._release()
             raise
         except Exception:
@@ -232,6 +233,14 @@ class FleetFlight:
                 self.blob = value
         yield from self._release()
         return token
+
+    def _shared(self, error: Exception) -> bool:
+        """Is this failure the token endpoint's, for the whole fleet to share? Not a
+        timeout that is this request's own deadline running out: other processes'
+        requests may have more time."""
+        if isinstance(error, RequestTimeoutError):
+            return self.deadline is None or self.deadline.remaining() > 0
+        return True
 
     def _release(self) -> Generator[Step, Any, None]:
         yield self.release_step()
