@@ -97,7 +97,8 @@ class TestWiring:
             await twin.do(kept, "get_token")
             assert store_connections(redis_server) == 2
         assert store_connections(redis_server) == 1  # the given store's, still open
-        await given.aclose()
+        async with given:  # closed on exit, like a client
+            pass
         assert store_connections(redis_server) == 0
 
 

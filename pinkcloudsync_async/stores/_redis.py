@@ -195,6 +195,18 @@ class RedisTokenStore:
                 await async_client.aclose()
         self.close()
 
+    def __enter__(self) -> RedisTokenStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RedisTokenStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     # ------------------------------------------------------------------- steps
 
     def execute(self, step: Step) -> Any:
