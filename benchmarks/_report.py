@@ -192,6 +192,44 @@ def _footprint(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _fleet(data: dict[str, Any]) -> list[str]:
+    lines = ["### 8. A fleet sharing one token through Redis", ""]
+    if "skipped" in data:
+        return [*lines, f"Skipped: {data['skipped']}.", ""]
+    expiry = data["expiry"]
+    lines += [
+        f"{data['processes']} processes x {data['tasks']} coroutines; token requests made "
+        f"fleet-wide. Expiry: {expiry['lifetime']} s tokens refreshed {expiry['margin']} s "
+        f"early, {expiry['duration']} s of calls.",
+        "",
+    ]
+    flows = [name for name in data if isinstance(data[name], dict) and "cold" in data[name]]
+    lines += _table(
+        ["", "cold start", "second wave", "expiry run", "revocation", "failed calls"],
+        [
+            [
+                name,
+                str(data[name]["cold"]),
+                str(data[name]["second_wave"]),
+                str(data[name]["expiry"]["token_requests"]),
+                str(data[name]["revocation"]),
+                str(data[name]["failed_calls"] + data[name]["expiry"]["failed_calls"]),
+            ]
+            for name in flows
+        ],
+    )
+    down = data["redis_down"]
+    lines += [
+        "",
+        f"Redis stopped: {down['token_requests']} token requests, {down['failed_calls']} "
+        f"failed calls, slowest first call {down['first_call_max_s']:.3f} s.",
+        "",
+    ]
+    return lines + _overhead(
+        "8b. Per-request cost with the store (warm), MockTransport", data["overhead"], None
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     s = results["scenarios"]
@@ -217,6 +255,8 @@ def render(results: dict[str, Any]) -> str:
             lines += [f"![latency across a token refresh]({results['plot_link']})", ""]
     if "footprint" in s:
         lines += _footprint(s["footprint"])
+    if "fleet" in s:
+        lines += _fleet(s["fleet"])
     if results["failures"]:
         lines += ["**FAILED:**", "", *[f"- {f}" for f in results["failures"]], ""]
     return "\n".join(lines)

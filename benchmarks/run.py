@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _flows
+from . import _scenarios_fleet as fleet
 from . import _scenarios_footprint as footprint
 from . import _scenarios_overhead as overhead
 from . import _scenarios_refresh as refresh
@@ -26,7 +27,7 @@ from . import _scenarios_storms as storms
 from ._report import render
 
 RESULTS = Path(__file__).parent / "results"
-SCENARIOS = ("overhead", "loopback", "cold", "expiry", "failure", "refresh", "footprint")
+SCENARIOS = ("overhead", "loopback", "cold", "expiry", "failure", "refresh", "footprint", "fleet")
 OVERHEAD_GOAL = 1.03
 
 FULL = {
@@ -40,6 +41,9 @@ FULL = {
     "storm_token_latency": 0.01,
     "storm_cap": 60.0,
     "import_runs": 15,
+    "fleet_processes": 8,
+    "fleet_tasks": 50,
+    "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 6.0},
 }
 QUICK = {
     "n": 2_000,
@@ -52,6 +56,9 @@ QUICK = {
     "storm_token_latency": 0.01,
     "storm_cap": 20.0,
     "import_runs": 5,
+    "fleet_processes": 4,
+    "fleet_tasks": 20,
+    "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 4.0},
 }
 # Scenario 6: one early refresh per flow; the same in both modes.
 REFRESH = {
@@ -231,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             "imports": footprint.import_times(settings["import_runs"]),
             "memory": footprint.client_memory(),
         }
+
+    if "fleet" in chosen:
+        _progress("scenario 8: a fleet of processes sharing a token through Redis")
+        scenarios["fleet"] = fleet.fleet(settings)
+        failures.extend(f"fleet: {problem}" for problem in fleet.check(scenarios["fleet"]))
 
     results["wall_s"] = time.perf_counter() - started
     results["loadavg_end"] = _loadavg()
