@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +20,20 @@ from ._constants import (
     DEFAULT_TIMEOUT_SECONDS,
     TOKEN_PATH,
 )
-from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
+from ._deadline import Deadline
+from ._exceptions import (
+    ConfigurationError,
+    InvalidResponseError,
+    PinkCloudSyncError,
+    raise_for_api_error,
+    request_failure_error,
+)
 from ._models import SessionList
+from ._redaction import Redactor, redacted_response, sent_credentials
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
+from ._wire import parse_json
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -33,6 +41,8 @@ __all__ = [
     "ClientParts",
     "build_parts",
     "parse_session_list",
+    "refuse_new_base_url",
+    "typed_call_error",
 ]
 
 SESSIONS_PATH = "sync/sessions"
@@ -123,22 +133,58 @@ def build_parts(
     return ClientParts(settings, policy, kwargs, default_timeout)
 
 
-def parse_session_list(response: httpx.Response) -> SessionList:
-    """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
-    raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
+def _sessions_or_problem(content: bytes) -> SessionList | str:
+    # Apart from the frame that raises, so that no raising frame holds the body.
     try:
-        data = json.loads(response.content)
+        data = parse_json(content)
     except ValueError:
-        raise InvalidResponseError(
-            "The sessions response is not JSON "
-            f"({response.headers.get('content-type', 'no content-type')}, "
-            f"{len(response.content)} bytes).",
-            response=response,
-        ) from None
+        return "not JSON"
     try:
         return SessionList.model_validate(data)
     except ValidationError as exc:
-        raise InvalidResponseError(
-            f"The sessions response is invalid: {describe_validation_error(exc)}.",
-            response=response,
-        ) from None
+        return f"invalid: {describe_validation_error(exc)}"
+
+
+def parse_session_list(response: httpx.Response) -> SessionList:
+    """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
+    raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
+    sessions = _sessions_or_problem(response.content)
+    if isinstance(sessions, SessionList):
+        return sessions
+    redactor = Redactor(sent_credentials(response))
+    if sessions == "not JSON":
+        content_type = response.headers.get("content-type", "no content-type")
+        sessions = f"not JSON ({content_type}, {len(response.content)} bytes)"
+    error = InvalidResponseError(
+        redactor.text(f"The sessions response is {sessions}."),
+        response=redacted_response(response, redactor),
+    )
+    raise error
+
+
+def refuse_new_base_url(current: httpx.URL, new: httpx.URL | str) -> None:
+    """Setting `client.base_url` after construction: the same URL is a no-op, any
+    other raises ConfigurationError. The base URL fixes the API's origin, where
+    the token goes and the token request is sent; moving URL joining alone would
+    send `GET /x` elsewhere without a token."""
+    url = httpx.URL(new)
+    if not url.raw_path.endswith(b"/"):
+        url = url.copy_with(raw_path=url.raw_path + b"/")
+    if url != current:
+        raise ConfigurationError(
+            f"base_url is fixed when the client is built ({current}): it is the API's "
+            "origin, where the token goes. Build another client for another base_url."
+        )
+
+
+def typed_call_error(
+    exc: httpx.RequestError, request: httpx.Request, deadline: Deadline | None
+) -> PinkCloudSyncError:
+    """The typed error a typed call raises for a request that got no usable response
+    (see `request_failure_error`); `deadline` is the call's own, if it has one."""
+    return request_failure_error(
+        exc,
+        what=f"{request.method} {request.url.copy_with(query=None)}",
+        request=request,
+        spent=deadline is not None and deadline.remaining() <= 0,
+    )

@@ -21,7 +21,14 @@ import httpx
 from pydantic import SecretStr
 
 from ._auth import PinkCloudSyncAuth, is_replayable
-from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
+from ._client_base import (
+    SESSIONS_PATH,
+    build_parts,
+    parse_session_list,
+    refuse_new_base_url,
+    typed_call_error,
+)
+from ._config import wrap_secret
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -29,7 +36,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
-from ._deadline import Deadline, attach_deadline
+from ._deadline import Deadline, attach_deadline, deadline_of
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
@@ -60,6 +67,7 @@ class PinkCloudSyncClient(httpx.Client):
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
+        api_secret = wrap_secret(api_secret)  # first: no frame of ours holds it plain
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
@@ -98,6 +106,16 @@ class PinkCloudSyncClient(httpx.Client):
         if value is not getattr(self, "_pcs_auth", None):
             raise AttributeError("The client's auth is its PinkCloudSyncAuth.")
 
+    @property
+    def base_url(self) -> httpx.URL:
+        """The base URL relative URLs join onto; fixed at construction (it is the
+        API's origin, where the token goes): setting another raises ConfigurationError."""
+        return super().base_url
+
+    @base_url.setter
+    def base_url(self, url: httpx.URL | str) -> None:
+        refuse_new_base_url(super().base_url, url)
+
     def send(
         self,
         request: httpx.Request,
@@ -132,13 +150,25 @@ class PinkCloudSyncClient(httpx.Client):
     def _send_handling_retries(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
     ) -> httpx.Response:
+        if not self._pcs_auth.is_for_api(request):
+            # Our policies are for the API's origin; elsewhere the client is httpx.
+            return super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
         replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        # With a deadline, we read the body (within it); a stream is the caller's to read.
+        bound = None if stream else deadline_of(request.extensions)
         while True:
             try:
                 response = super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                    request,
+                    stream=stream or bound is not None,
+                    auth=auth,
+                    follow_redirects=follow_redirects,
                 )
+                if bound is not None:
+                    bound.read_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
                     request, self._retry_policy, self._clock, replayable=replayable
@@ -175,6 +205,20 @@ class PinkCloudSyncClient(httpx.Client):
         return self._tokens.get(deadline)
 
     def list_sessions(self) -> SessionList:
-        """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""
-        response = self.get(SESSIONS_PATH)
-        return parse_session_list(response)
+        """`GET /sync/sessions` as a `SessionList`. Raises only `PinkCloudSyncError`s:
+        the `APIError` for an error status, `InvalidResponseError` for a body that
+        is not a session list (or cannot be decoded), `RequestTimeoutError` and
+        `APIConnectionError` when no answer came."""
+        request = self.build_request("GET", SESSIONS_PATH)
+        deadline = Deadline.for_timeout(
+            request.extensions.get("timeout"), clock=self._clock, default=self._default_timeout
+        )
+        try:
+            response = self.send(request)
+        except httpx.RequestError as exc:
+            # Raised below, outside the handler: httpx's error (its request holds
+            # the bearer token) is not chained to ours.
+            error = typed_call_error(exc, request, deadline)
+        else:
+            return parse_session_list(response)
+        raise error
