@@ -97,7 +97,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         super().__init__(auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
+        try:
+            base_url = str(self.base_url)
+        except AttributeError:  # a client whose construction failed, in a traceback's locals
+            return f"{type(self).__name__}(<not built>)"
+        return f"{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def auth(self) -> PinkCloudSyncAuth:

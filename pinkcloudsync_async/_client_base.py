@@ -29,7 +29,7 @@ from ._exceptions import (
     request_failure_error,
 )
 from ._models import SessionList
-from ._redaction import Redactor, redacted_response, sent_credentials
+from ._redaction import Redactor, hide_in_reason_phrase, redacted_response, sent_credentials
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
@@ -147,14 +147,19 @@ def _sessions_or_problem(content: bytes) -> SessionList | str:
 
 def parse_session_list(response: httpx.Response) -> SessionList:
     """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
+    redactor = Redactor(sent_credentials(response))
+    hide_in_reason_phrase(response, redactor)  # before any frame of ours can fail
     raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
     sessions = _sessions_or_problem(response.content)
     if isinstance(sessions, SessionList):
         return sessions
-    redactor = Redactor(sent_credentials(response))
     if sessions == "not JSON":
-        content_type = response.headers.get("content-type", "no content-type")
-        sessions = f"not JSON ({content_type}, {len(response.content)} bytes)"
+        # Described inline: no local holds the content-type, where a server may
+        # echo the token (error trackers print every local of a raising frame).
+        sessions = redactor.text(
+            f"not JSON ({response.headers.get('content-type', 'no content-type')}, "
+            f"{len(response.content)} bytes)"
+        )
     error = InvalidResponseError(
         redactor.text(f"The sessions response is {sessions}."),
         response=redacted_response(response, redactor),

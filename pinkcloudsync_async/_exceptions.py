@@ -27,7 +27,13 @@ from pydantic import ValidationError
 
 from ._constants import ATTEMPTS_EXTENSION
 from ._models import ErrorResponse
-from ._redaction import Redactor, redacted_request, redacted_response, sent_credentials
+from ._redaction import (
+    Redactor,
+    hide_in_reason_phrase,
+    redacted_request,
+    redacted_response,
+    sent_credentials,
+)
 from ._retry_policy import parse_retry_after
 from ._wire import parse_json
 
@@ -246,4 +252,5 @@ def raise_for_api_error(response: httpx.Response, *, attempts: int = 1) -> None:
     gateway, an empty or truncated body.
     """
     if response.status_code >= 400:
+        hide_in_reason_phrase(response, Redactor(sent_credentials(response)))
         raise api_error_for(response, attempts=attempts)

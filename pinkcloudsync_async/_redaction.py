@@ -20,6 +20,7 @@ from pydantic import SecretStr
 __all__ = [
     "REDACTED",
     "Redactor",
+    "hide_in_reason_phrase",
     "redacted_request",
     "redacted_response",
     "sent_credentials",
@@ -118,18 +119,35 @@ def redacted_request(request: httpx.Request, redactor: Redactor) -> httpx.Reques
     return httpx.Request(request.method, redactor.text(str(url)), headers=headers)
 
 
-def redacted_response(response: httpx.Response, redactor: Redactor) -> httpx.Response:
+def hide_in_reason_phrase(response: httpx.Response, redactor: Redactor) -> None:
+    """Redact a response's reason phrase in place, as soon as we hold the response.
+
+    `repr(response)` shows the reason phrase, and error trackers print the repr of
+    every local of every frame in a traceback: a server echoing a secret there
+    would put it in any traceback that passes through a frame holding `response`.
+    """
+    phrase = response.extensions.get("reason_phrase")
+    if isinstance(phrase, bytes) and redactor:
+        hidden = redactor.data(phrase)
+        if hidden != phrase:
+            response.extensions["reason_phrase"] = hidden
+
+
+def redacted_response(
+    response: httpx.Response, redactor: Redactor, *, body: bool = True
+) -> httpx.Response:
     """A detached copy of `response` safe to keep in an error (pickled, shipped to an
     error tracker): status, headers, reason phrase and body with every secret and
     the request's own credentials redacted; its request from `redacted_request`.
-    A body not read yet stays unread (the copy has none)."""
+    A body not read yet stays unread (the copy has none); `body=False` leaves the
+    body out (a token response's body holds a token, valid or not)."""
     try:
         request: httpx.Request | None = response.request
     except RuntimeError:  # a Response built by hand has no request
         request = None
     redactor = redactor.with_secrets([sent_credentials(response)])
     try:
-        content = redactor.data(response.content)
+        content = redactor.data(response.content) if body else b""
     except httpx.ResponseNotRead:
         content = b""
     headers = [

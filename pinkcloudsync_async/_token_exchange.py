@@ -85,8 +85,9 @@ def decode_claims(token: SecretStr | str) -> TokenClaims:
 
 def _invalid(message: str, response: httpx.Response, redactor: Redactor) -> InvalidResponseError:
     # Built redacted: a reason phrase, a content-type or a field name may echo a secret.
+    # The copy carries no body: a 2xx/3xx token response's body holds a token.
     return InvalidResponseError(
-        redactor.text(message), response=redacted_response(response, redactor)
+        redactor.text(message), response=redacted_response(response, redactor, body=False)
     )
 
 

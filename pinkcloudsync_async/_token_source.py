@@ -21,7 +21,7 @@ from ._constants import IDEMPOTENT_EXTENSION, LOGGER_NAME
 from ._deadline import Deadline
 from ._exceptions import PinkCloudSyncError, request_failure_error
 from ._models import AccessToken
-from ._redaction import Redactor
+from ._redaction import Redactor, hide_in_reason_phrase
 from ._token_exchange import token_from_response
 
 __all__ = [
@@ -155,6 +155,7 @@ class TokenSource:
         self, response: httpx.Response, sent_at: float, held: AccessToken | None
     ) -> AccessToken:
         secrets = Redactor(self._api_secret, None if held is None else held.access_token)
+        hide_in_reason_phrase(response, secrets)  # before any frame of ours can fail
         token = token_from_response(
             response, sent_at=sent_at, refresh_margin=self.refresh_margin, secrets=secrets
         )

@@ -244,7 +244,14 @@ class Twin:
     def is_async(self) -> bool:
         return self.kind == "async"
 
-    def make_client(self, server: Reply, *, network_like: bool = False, **kwargs: Any) -> Client:
+    def make_client(
+        self,
+        server: Reply,
+        *,
+        network_like: bool = False,
+        api_secret: str = API_SECRET,
+        **kwargs: Any,
+    ) -> Client:
         """A client of this twin whose transport is `server` (no network)."""
         kwargs.setdefault("_clock", self.clock)
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport
@@ -255,12 +262,12 @@ class Twin:
             else:
                 transport = httpx.MockTransport(_threaded(server))
             return AsyncPinkCloudSyncClient(
-                API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs
+                API_KEY, api_secret, base_url=BASE_URL, transport=transport, **kwargs
             )
         kwargs.setdefault("_sleep", self.clock.sleep)
         transport = _NetworkLike(server) if network_like else httpx.MockTransport(server)
         return PinkCloudSyncClient(
-            API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs
+            API_KEY, api_secret, base_url=BASE_URL, transport=transport, **kwargs
         )
 
     @asynccontextmanager
