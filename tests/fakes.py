@@ -213,14 +213,26 @@ def _as_json(value: Any) -> tuple[bytes, str]:
 
 
 class Exchange:
-    """One request a `LoopbackServer` received, and the socket file to answer on."""
+    """One request a `LoopbackServer` received, and the socket file to answer on.
 
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, out: Any):
+    `release` is set when the server closes: a handler that holds on or paces its
+    answer stops then."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        out: Any,
+        release: threading.Event,
+    ) -> None:
         self.method = method
         self.path = path
         self.headers = headers
         self.body = body
         self.out = out
+        self.release = release
 
     def send(self, data: bytes) -> None:
         self.out.write(data)
@@ -260,7 +272,7 @@ class LoopbackServer:
                     name, _, value = header.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = self.rfile.read(int(headers.get("content-length", "0")))
-                exchange = Exchange(method, path, headers, body, self.wfile)
+                exchange = Exchange(method, path, headers, body, self.wfile, outer.release)
                 outer.exchanges.append(exchange)
                 # The client may give up on us: that is what some tests wait for.
                 with contextlib.suppress(OSError):
@@ -274,7 +286,9 @@ class LoopbackServer:
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
