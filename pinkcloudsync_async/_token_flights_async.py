@@ -21,6 +21,7 @@ from anyio.lowlevel import current_token
 
 from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
+from ._fork import reset_after_fork
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenSource, log_advisory_failure
@@ -64,6 +65,16 @@ class AsyncTokenFlights:
         self._entered_by: int | None = None
         self._background_flight: Flight[AccessToken] | None = None
         self._background_scope: anyio.CancelScope | None = None
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no flight in progress (the coroutine flying it runs on
+        the parent's loop, not here), so the first caller starts one. A held token
+        stays."""
+        flight = self.lifecycle.flight
+        if flight is not None:
+            self.lifecycle.abandon(flight)
+        self._background_flight = None
 
     @property
     def token(self) -> AccessToken | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
+from ._fork import reset_after_fork
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenSource, log_advisory_failure
@@ -37,6 +38,15 @@ class SyncTokenFlights:
         self.lifecycle: TokenLifecycle[AccessToken] = lifecycle or TokenLifecycle()
         self._clock = clock
         self._lock = threading.Lock()
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held this one)
+        and no flight (the thread that flew it is not here). A held token stays."""
+        self._lock = threading.Lock()
+        flight = self.lifecycle.flight
+        if flight is not None:
+            self.lifecycle.abandon(flight)
 
     @property
     def token(self) -> AccessToken | None:
