@@ -37,6 +37,7 @@ from ._constants import (
 )
 from ._deadline import Deadline, attach_deadline, deadline_of
 from ._models import AccessToken, SessionList
+from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
@@ -249,5 +250,5 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             # the bearer token) is not chained to ours.
             error = typed_call_error(exc, request, deadline)
         else:
-            return parse_session_list(response)
+            return parse_session_list(response, Redactor(*self._tokens.secrets()))
         raise error

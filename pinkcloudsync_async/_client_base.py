@@ -25,7 +25,7 @@ from ._exceptions import (
     ConfigurationError,
     InvalidResponseError,
     PinkCloudSyncError,
-    raise_for_api_error,
+    api_error_for,
     request_failure_error,
 )
 from ._models import SessionList
@@ -145,11 +145,15 @@ def _sessions_or_problem(content: bytes) -> SessionList | str:
         return f"invalid: {describe_validation_error(exc)}"
 
 
-def parse_session_list(response: httpx.Response) -> SessionList:
-    """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
-    redactor = Redactor(sent_credentials(response))
+def parse_session_list(response: httpx.Response, secrets: Redactor) -> SessionList:
+    """The typed body of `GET /sync/sessions`, or the typed error it deserves,
+    built without `secrets` (the client's) or the bearer token the request sent."""
+    redactor = secrets.with_secrets([sent_credentials(response)])
     hide_in_reason_phrase(response, redactor)  # before any frame of ours can fail
-    raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
+    if response.status_code >= 400:
+        raise api_error_for(
+            response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1), secrets=redactor
+        )
     sessions = _sessions_or_problem(response.content)
     if isinstance(sessions, SessionList):
         return sessions

@@ -38,9 +38,9 @@ def _forms(secret: str) -> set[str]:
     """The ways `secret` can appear in text: raw, JSON-escaped (once and twice,
     ASCII-only or not, as json.dumps and httpx write it), percent-encoded."""
     forms = {secret}
-    for ascii_only in (True, False):
-        once = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
-        forms |= {once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]}
+    for once in {json.dumps(secret, ensure_ascii=flag)[1:-1] for flag in (True, False)}:
+        forms.add(once)
+        forms |= {json.dumps(once, ensure_ascii=flag)[1:-1] for flag in (True, False)}
     forms |= {
         urllib.parse.quote(secret, safe=""),
         urllib.parse.quote(secret),

@@ -38,6 +38,7 @@ from ._constants import (
 )
 from ._deadline import Deadline, attach_deadline, deadline_of
 from ._models import AccessToken, SessionList
+from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
 
@@ -224,5 +225,5 @@ class PinkCloudSyncClient(httpx.Client):
             # the bearer token) is not chained to ours.
             error = typed_call_error(exc, request, deadline)
         else:
-            return parse_session_list(response)
+            return parse_session_list(response, Redactor(*self._tokens.secrets()))
         raise error

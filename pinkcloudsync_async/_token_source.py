@@ -101,6 +101,11 @@ class TokenSource:
         self._send = send
         self._asend = asend
 
+    @property
+    def api_secret(self) -> SecretStr:
+        """The API secret this source sends (wrapped: never shown)."""
+        return self._api_secret
+
     def __repr__(self) -> str:
         name = type(self).__name__
         return f"{name}(api_key={self._api_key!r}, token_url={str(self.token_url)!r})"

@@ -10,7 +10,8 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio.lowlevel
@@ -302,3 +303,38 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
+
+
+# ------------------------------------------------------------ forms of a secret
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every way a server may write `secret` back that a reader would recognise:
+    raw, JSON-escaped (once, twice, ASCII or not), percent-encoded."""
+    once = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    return {
+        secret,
+        *once,
+        *(json.dumps(text)[1:-1] for text in once),
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+    }
+
+
+def assert_nowhere(texts: Iterable[str | bytes], *secrets: str) -> None:
+    """No form (`secret_forms`) of any of `secrets` in any of `texts` (str or bytes)."""
+    for text in texts:
+        for secret in secrets:
+            for form in secret_forms(secret):
+                needle: str | bytes = form.encode() if isinstance(text, bytes) else form
+                assert needle not in text, f"{form[:60]!r} leaked into {text[:300]!r}"
+
+
+# httpx itself, on trio, leaves the async generators of a body whose decoding failed
+# to the garbage collector (trio warns; asyncio does not): raw httpx.AsyncClient
+# does the same on a bad gzip body. Tests that feed such bodies on trio use this.
+HTTPX_TRIO_DECODING_WARNINGS = [
+    "ignore:Async generator 'httpx.*garbage collected:ResourceWarning",
+    "ignore:Exception ignored in. <async_generator object .*(aiter|__aiter__):"
+    "pytest.PytestUnraisableExceptionWarning",
+]

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import twins
-from fakes import BASE_URL, TOKEN_URL, make_jwt
+from fakes import BASE_URL, HTTPX_TRIO_DECODING_WARNINGS, TOKEN_URL, make_jwt
 from twins import SESSIONS, Server, Twin, fail, reply, token_reply
 
 from pinkcloudsync_async import (
@@ -37,7 +37,10 @@ from pinkcloudsync_async._retry_policy import IDEMPOTENT_METHODS
 twin = twins.twin
 anyio_backend = twins.anyio_backend
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    *(pytest.mark.filterwarnings(w) for w in HTTPX_TRIO_DECODING_WARNINGS),
+]
 
 DEEP = b"[" * 100_000
 OTHER = "https://other.example"

@@ -14,13 +14,13 @@ import json
 import pickle
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import twins
-from fakes import API_KEY, Exchange, LoopbackServer, make_jwt
+from fakes import API_KEY, Exchange, LoopbackServer, assert_nowhere, make_jwt
 from twins import Server, Twin, reply, token_reply
 
 from pinkcloudsync_async import (
@@ -40,26 +40,6 @@ anyio_backend = twins.anyio_backend
 SECRET = 'sk_test_"quoted\\back\u00e9slash_SECRET'
 ASCII_SECRET = 'sk_test_"quoted\\backslash_SECRET'  # fits a reason phrase
 TOKEN = make_jwt(jti='tok"en\\with-quotes-never-shown')
-
-
-def forms(secret: str) -> set[str]:
-    """Every way a secret can be written that a reader would recognise."""
-    once = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    return {
-        secret,
-        *once,
-        *(json.dumps(text)[1:-1] for text in once),
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret, safe=""),
-    }
-
-
-def assert_nowhere(texts: Iterable[str | bytes], *secrets: str) -> None:
-    for text in texts:
-        for secret in secrets:
-            for form in forms(secret):
-                needle: str | bytes = form.encode() if isinstance(text, bytes) else form
-                assert needle not in text, f"{form!r} leaked into {text[:300]!r}"
 
 
 def reachable_texts(error: BaseException) -> list[str | bytes]:
