@@ -15,7 +15,8 @@
         └── ServerError                    5xx
 
 No message ever contains the API secret or an access token: bodies of non-JSON error
-responses are described (type and size), never echoed.
+responses are described (type and size), never echoed, and whatever a server echoes is
+redacted in every form (see `_redaction`); an error's `.response` is a redacted copy.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class InvalidResponseError(PinkCloudSyncError):
 
 
 class APIConnectionError(PinkCloudSyncError, httpx.TransportError):
-    """The API could not be reached (raised for the token request; raw calls keep
-    httpx's own transport errors)."""
+    """The API could not be reached, or the connection was lost (raised for the token
+    request and by typed calls; raw calls keep httpx's own transport errors)."""
 
 
 class RequestTimeoutError(PinkCloudSyncError, httpx.TimeoutException):
