@@ -43,11 +43,15 @@ class _RedactRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         redactor = Redactor(*(secret for side in list(self.sides) for secret in side.secrets()))
-        if redactor:
+        if not redactor:
+            return True
+        try:
             message = record.getMessage()
-            hidden = redactor.text(message)
-            if hidden != message:
-                record.msg, record.args = hidden, None
+        except Exception:  # a broken record is logging's to report, not ours to raise
+            return True
+        hidden = redactor.text(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
         return True
 
 

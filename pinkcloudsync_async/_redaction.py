@@ -36,11 +36,15 @@ _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encod
 
 def _forms(secret: str) -> set[str]:
     """The ways `secret` can appear in text: raw, JSON-escaped (once and twice,
-    ASCII-only or not, as json.dumps and httpx write it), percent-encoded."""
+    ASCII-only or not, as json.dumps and httpx write it), Python-repr-escaped (str
+    and bytes), percent-encoded."""
     forms = {secret}
     for once in {json.dumps(secret, ensure_ascii=flag)[1:-1] for flag in (True, False)}:
         forms.add(once)
         forms |= {json.dumps(once, ensure_ascii=flag)[1:-1] for flag in (True, False)}
+    # Python's repr of the text and of its UTF-8 bytes (httpcore's DEBUG records show
+    # header values as bytes reprs).
+    forms |= {repr(secret)[1:-1], repr(secret.encode())[2:-1]}
     forms |= {
         urllib.parse.quote(secret, safe=""),
         urllib.parse.quote(secret),

@@ -310,12 +310,15 @@ class LoopbackServer:
 
 def secret_forms(secret: str) -> set[str]:
     """Every way a server may write `secret` back that a reader would recognise:
-    raw, JSON-escaped (once, twice, ASCII or not), percent-encoded."""
+    raw, JSON-escaped (once, twice, ASCII or not), as a Python str or bytes repr
+    (httpcore logs header values that way), percent-encoded."""
     once = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
     return {
         secret,
         *once,
         *(json.dumps(text)[1:-1] for text in once),
+        repr(secret)[1:-1],
+        repr(secret.encode())[2:-1],
         urllib.parse.quote(secret, safe=""),
         urllib.parse.quote_plus(secret, safe=""),
     }

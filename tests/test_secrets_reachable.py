@@ -11,12 +11,14 @@ errors, on both twins.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import traceback
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import twins
@@ -256,3 +258,40 @@ def test_a_configuration_error_holds_no_secret(cls: type, kwargs: dict[str, Any]
 def _build(cls: type, kwargs: dict[str, Any]) -> Any:
     # The error's traceback starts in the test's frames, which hold no secret locally.
     return cls(API_KEY, SECRET, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [AsyncPinkCloudSyncClient, PinkCloudSyncClient])
+def test_httpx_and_httpcore_records_never_show_an_echoed_secret(
+    cls: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Over a real socket, so that httpcore logs the response headers it received.
+    def respond(exchange: Exchange) -> None:
+        echo = {"x-echo": ASCII_SECRET, "content-type": "text/plain"}
+        exchange.answer(502, b"bad gateway", headers=echo)
+
+    caplog.set_level(logging.DEBUG)
+    with LoopbackServer(respond) as server:
+        client = cls(API_KEY, ASCII_SECRET, base_url=server.base_url, max_retries=0)
+        try:
+            error = _outcome(client)
+        finally:
+            _close(client)
+    assert isinstance(error, PinkCloudSyncError)
+    assert {"httpx", "httpcore"} <= {r.name.split(".")[0] for r in caplog.records}
+    assert_nowhere([caplog.text, *(r.getMessage() for r in caplog.records)], ASCII_SECRET)
+
+
+def _outcome(client: Any) -> Any:
+    try:
+        if isinstance(client, AsyncPinkCloudSyncClient):
+            return anyio.run(client.get_token)
+        return client.get_token()
+    except Exception as exc:
+        return exc
+
+
+def _close(client: Any) -> None:
+    if isinstance(client, AsyncPinkCloudSyncClient):
+        anyio.run(client.aclose)
+    else:
+        client.close()
