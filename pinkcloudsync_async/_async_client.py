@@ -35,7 +35,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
-from ._deadline import Deadline, attach_deadline, deadline_of
+from ._deadline import Deadline, attach_deadline, cutoff, deadline_of
 from ._models import AccessToken, SessionList
 from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
@@ -183,18 +183,20 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             )
         replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        deadline = deadline_of(request.extensions)
         # With a deadline, we read the body (within it); a stream is the caller's to read.
-        bound = None if stream else deadline_of(request.extensions)
+        bound = None if stream else deadline
         while True:
             try:
-                response = await super().send(
-                    request,
-                    stream=stream or bound is not None,
-                    auth=auth,
-                    follow_redirects=follow_redirects,
-                )
-                if bound is not None:
-                    await bound.aread_body(response)
+                with cutoff(deadline):  # the whole attempt, trickling headers included
+                    response = await super().send(
+                        request,
+                        stream=stream or bound is not None,
+                        auth=auth,
+                        follow_redirects=follow_redirects,
+                    )
+                    if bound is not None:
+                        await bound.aread_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
                     request, self._retry_policy, self._clock, replayable=replayable

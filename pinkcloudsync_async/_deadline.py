@@ -13,6 +13,7 @@ request made for that request carries the same object.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
@@ -23,9 +24,14 @@ import httpx
 from ._constants import DEADLINE_EXTENSION
 from ._exceptions import RequestTimeoutError
 
-__all__ = ["Deadline", "attach_deadline", "clamped", "deadline_of"]
+__all__ = ["Deadline", "attach_deadline", "clamped", "cutoff", "deadline_of"]
 
 _PHASES = ("connect", "read", "write", "pool")
+# How long after its deadline an async attempt is cancelled outright: the precise
+# bounds inside it (a token wait or token request, a body read) report first, with
+# their own outcome (shared with the waiters of a token request); this catches the
+# rest, such as response headers trickling in one byte at a time.
+CUTOFF_GRACE = 0.05
 
 
 def clamped(timeout: Mapping[str, Any] | None, remaining: float) -> dict[str, Any]:
@@ -165,6 +171,24 @@ class _SyncBodyWithin(httpx.SyncByteStream):
 
     def close(self) -> None:
         self._inner.close()
+
+
+@contextlib.contextmanager
+def cutoff(deadline: Deadline | None) -> Iterator[None]:
+    """On an event loop: cancel what runs inside once `deadline` (plus
+    `CUTOFF_GRACE`) has passed, and raise RequestTimeoutError. No deadline: no-op.
+
+    Each phase's timeout bounds one read, not a response that trickles in; this
+    bounds the whole attempt. A thread cannot be cancelled: the sync client relies
+    on the clamped phases and on `read_body`.
+    """
+    if deadline is None:
+        yield
+        return
+    with anyio.move_on_after(deadline.remaining() + CUTOFF_GRACE) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise RequestTimeoutError("The request's timeout ran out before its response came.")
 
 
 def deadline_of(extensions: Mapping[str, Any]) -> Deadline | None:

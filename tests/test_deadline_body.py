@@ -138,3 +138,26 @@ async def test_a_hanging_token_endpoint_with_the_default_timeout_times_out(
     assert isinstance(outcome, RequestTimeoutError), repr(outcome)
     assert isinstance(outcome, httpx.TimeoutException)
     assert len(server.exchanges) == 1 + max_retries
+
+
+def trickle_headers(exchange: Exchange) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-padding: " + b"p" * 40
+    for i in range(len(head)):
+        exchange.send(head[i : i + 1])
+        if exchange.release.wait(BYTE_EVERY):
+            return
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_trickling_headers_cannot_stretch_the_budget_of_the_async_client() -> None:
+    # The sync twin cannot cut a blocking read short: there each read is bounded by
+    # the read timeout (see the README's time budget), not the whole header section.
+    with server_for(token=token_at_once, api=trickle_headers) as server:
+        async with AsyncPinkCloudSyncClient(
+            API_KEY, API_SECRET, base_url=server.base_url, timeout=BUDGET
+        ) as client:
+            started = time.monotonic()
+            with pytest.raises(RequestTimeoutError):
+                await client.list_sessions()
+            elapsed = time.monotonic() - started
+    assert BUDGET <= elapsed < BUDGET + SLACK
