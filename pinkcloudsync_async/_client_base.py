@@ -129,8 +129,25 @@ def build_parts(
     if "timeout" not in kwargs:
         kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
         default_timeout = DEFAULT_TIMEOUT.as_dict()
+    else:
+        kwargs["timeout"] = _checked_timeout(kwargs["timeout"])
     kwargs["base_url"] = settings.base_url
     return ClientParts(settings, policy, kwargs, default_timeout)
+
+
+def _checked_timeout(timeout: Any) -> Any:
+    """The user's `timeout`, refused (ConfigurationError) when a phase is not a number
+    of seconds a float can hold (10**400 would overflow in the socket layer)."""
+    try:
+        phases = httpx.Timeout(timeout).as_dict()
+        for seconds in phases.values():
+            if seconds is not None and (isinstance(seconds, bool) or float(seconds) < 0):
+                raise ValueError("a timeout must be >= 0 seconds")
+    except (TypeError, ValueError, OverflowError) as exc:
+        message = f"timeout is not a usable number of seconds: {exc}"
+    else:
+        return timeout
+    raise ConfigurationError(message)
 
 
 def _sessions_or_problem(content: bytes) -> SessionList | str:

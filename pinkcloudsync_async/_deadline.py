@@ -34,6 +34,16 @@ _PHASES = ("connect", "read", "write", "pool")
 CUTOFF_GRACE = 0.05
 
 
+def _finite(value: Any) -> float | None:
+    """`value` in seconds if it is a finite number a float can hold, else None
+    (no bound: None, infinity, NaN, or an int such as 10**400)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def clamped(timeout: Mapping[str, Any] | None, remaining: float) -> dict[str, Any]:
     """`timeout` (httpx's per-phase dict) with no phase longer than `remaining` seconds."""
     remaining = max(remaining, 0.0)
@@ -70,7 +80,7 @@ class Deadline:
         (no timeout, every phase unbounded, or the library's `default`)."""
         if not timeout or timeout == default:
             return None
-        values = [v for v in timeout.values() if v is not None and math.isfinite(v)]
+        values = [seconds for v in timeout.values() if (seconds := _finite(v)) is not None]
         if not values:
             return None
         return cls(clock() + max(values), clock, restore=timeout)

@@ -26,6 +26,7 @@ from twins import SESSIONS, Server, Twin, fail, reply, token_reply
 from pinkcloudsync_async import (
     APIConnectionError,
     BadRequestError,
+    ConfigurationError,
     InvalidResponseError,
     PinkCloudSyncError,
     RequestTimeoutError,
@@ -118,6 +119,20 @@ async def test_a_claim_date_out_of_range_is_ignored(twin: Twin, claims: dict[str
     assert token.claims.sub == "user_123"
     assert token.claims.iat is None
     assert token.claims.exp is None
+
+
+@pytest.mark.parametrize(
+    "timeout", [10**400, httpx.Timeout(5.0, connect=10**400), -1, "soon"], ids=repr
+)
+def test_a_timeout_out_of_range_is_a_configuration_error(twin: Twin, timeout: Any) -> None:
+    with pytest.raises(ConfigurationError, match="timeout"):
+        twin.make_client(Server(), timeout=timeout)
+
+
+async def test_a_request_timeout_out_of_range_means_no_bound(twin: Twin) -> None:
+    async with twin.client(Server(), timeout=5.0) as client:
+        response = await twin.request(client, "GET", "sync/sessions", timeout=10**400)
+    assert response.status_code == 200
 
 
 # ------------------------------------------------------ 2. bodies that break the parser
