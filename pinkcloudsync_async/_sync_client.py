@@ -5,7 +5,9 @@ async client, over the same decision code; the same named layers:
 
     send                        attaches the request's Deadline (when its timeout is the user's)
     _send_handling_admission    (no limit yet: where requests will queue before the token)
-    _send_handling_retries      the retry policy; token requests enter here, below admission
+    _send_handling_retries      the retry policy (the API's origin only; elsewhere httpx's
+                                send as is) and the body read within the deadline; token
+                                requests enter here, below admission
     httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
 
 Nothing here touches an event loop.
