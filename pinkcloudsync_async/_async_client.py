@@ -4,7 +4,9 @@ A request goes down named layers, as httpx's own do:
 
     send                        attaches the request's Deadline (when its timeout is the user's)
     _send_handling_admission    waits, FIFO, until a connection can take the request at once
-    _send_handling_retries      the retry policy; token requests enter here, below admission
+    _send_handling_retries      the retry policy (the API's origin only; elsewhere httpx's
+                                send as is) and the body read within the deadline; token
+                                requests enter here, below admission
     httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
 
 Admission comes before authentication: a request gets its token only once it is
@@ -36,8 +38,10 @@ from ._client_base import (
     admission_limit,
     build_parts,
     parse_session_list,
+    refuse_new_base_url,
+    typed_call_error,
 )
-from ._config import resolve_http_backend
+from ._config import resolve_http_backend, wrap_secret
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -45,8 +49,9 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
-from ._deadline import Deadline, attach_deadline
+from ._deadline import Deadline, attach_deadline, cutoff, deadline_of
 from ._models import AccessToken, SessionList
+from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
@@ -94,6 +99,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         **httpx_kwargs: Any,
     ) -> None:
+        api_secret = wrap_secret(api_secret)  # first: no frame of ours holds it plain
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
@@ -131,7 +137,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
+        try:
+            base_url = str(self.base_url)
+        except AttributeError:  # a client whose construction failed, in a traceback's locals
+            return f"{type(self).__name__}(<not built>)"
+        return f"{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def auth(self) -> PinkCloudSyncAuth:
@@ -143,6 +153,16 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         # httpx's __init__ assigns it once; replacing it later would bypass the lifecycle.
         if value is not getattr(self, "_pcs_auth", None):
             raise AttributeError("The client's auth is its PinkCloudSyncAuth.")
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The base URL relative URLs join onto; fixed at construction (it is the
+        API's origin, where the token goes): setting another raises ConfigurationError."""
+        return super().base_url
+
+    @base_url.setter
+    def base_url(self, url: httpx.URL | str) -> None:
+        refuse_new_base_url(super().base_url, url)
 
     async def __aenter__(self) -> AsyncPinkCloudSyncClient:
         await super().__aenter__()
@@ -237,13 +257,27 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     async def _send_handling_retries(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
     ) -> httpx.Response:
+        if not self._pcs_auth.is_for_api(request):
+            # Our policies are for the API's origin; elsewhere the client is httpx.
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
         replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        deadline = deadline_of(request.extensions)
+        # With a deadline, we read the body (within it); a stream is the caller's to read.
+        bound = None if stream else deadline
         while True:
             try:
-                response = await super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                )
+                with cutoff(deadline):  # the whole attempt, trickling headers included
+                    response = await super().send(
+                        request,
+                        stream=stream or bound is not None,
+                        auth=auth,
+                        follow_redirects=follow_redirects,
+                    )
+                    if bound is not None:
+                        await bound.aread_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
                     request, self._retry_policy, self._clock, replayable=replayable
@@ -284,6 +318,20 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         return await self._tokens.get(deadline)
 
     async def list_sessions(self) -> SessionList:
-        """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""
-        response = await self.get(SESSIONS_PATH)
-        return parse_session_list(response)
+        """`GET /sync/sessions` as a `SessionList`. Raises only `PinkCloudSyncError`s:
+        the `APIError` for an error status, `InvalidResponseError` for a body that
+        is not a session list (or cannot be decoded), `RequestTimeoutError` and
+        `APIConnectionError` when no answer came."""
+        request = self.build_request("GET", SESSIONS_PATH)
+        deadline = Deadline.for_timeout(
+            request.extensions.get("timeout"), clock=self._clock, default=self._default_timeout
+        )
+        try:
+            response = await self.send(request)
+        except httpx.RequestError as exc:
+            # Raised below, outside the handler: httpx's error (its request holds
+            # the bearer token) is not chained to ours.
+            error = typed_call_error(exc, request, deadline)
+        else:
+            return parse_session_list(response, Redactor(*self._tokens.secrets()))
+        raise error

@@ -23,13 +23,29 @@ from ._deadline import Deadline
 from ._exceptions import ConfigurationError
 from ._models import AccessToken
 
-__all__ = ["AsyncTokenSide", "PinkCloudSyncAuth", "SyncTokenSide", "is_replayable"]
+__all__ = [
+    "AsyncTokenSide",
+    "PinkCloudSyncAuth",
+    "SyncTokenSide",
+    "is_replayable",
+    "with_url_credentials",
+]
 
 
 def is_replayable(request: httpx.Request) -> bool:
     """Can this request's body be sent again? Ask before the first send: a transport
     that buffers a generator body (MockTransport does) swaps in a ByteStream."""
     return isinstance(request.stream, httpx.ByteStream)
+
+
+def with_url_credentials(request: httpx.Request) -> httpx.Request:
+    """A request to another origin, as httpx sends it when it has no auth: the
+    URL's credentials (`https://user:pass@host/`), if any, as Basic auth."""
+    url = request.url
+    if url.username or url.password:
+        # BasicAuth's flow sets the header on the request and yields it.
+        return next(httpx.BasicAuth(url.username, url.password).sync_auth_flow(request))
+    return request
 
 
 class AsyncTokenSide(Protocol):
@@ -113,7 +129,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if not self.is_for_api(request):
-            yield request
+            yield with_url_credentials(request)
             return
         tokens = self._async
         if tokens is None:
@@ -127,11 +143,13 @@ class PinkCloudSyncAuth(httpx.Auth):
         replayable = is_replayable(request)
         self._authorize(request, token)
         response = yield request
-        if response.status_code == 401 and replayable:
-            # Refused: drop the token unless a newer one already replaced it, then
-            # replay once. A second 401 goes back to the caller. Read the refusal
-            # first: until then it holds its pool connection, and the token request
-            # may need that very connection (a full pool deadlocks).
+        if response.status_code == 401 and replayable and self.is_for_api(response.request):
+            # Refused by the API itself (a 401 from another origin we were redirected
+            # to says nothing about our token): drop the token unless a newer one
+            # already replaced it, then replay once. A second 401 goes back to the
+            # caller. Read the refusal first: until then it holds its pool
+            # connection, and the token request may need that very connection (a
+            # full pool deadlocks).
             await response.aread()
             tokens.invalidate(token)
             deadline = request.extensions.get(DEADLINE_EXTENSION)
@@ -143,7 +161,7 @@ class PinkCloudSyncAuth(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         if not self.is_for_api(request):
-            yield request
+            yield with_url_credentials(request)
             return
         tokens = self._sync
         if tokens is None:
@@ -157,7 +175,7 @@ class PinkCloudSyncAuth(httpx.Auth):
         replayable = is_replayable(request)
         self._authorize(request, token)
         response = yield request
-        if response.status_code == 401 and replayable:
+        if response.status_code == 401 and replayable and self.is_for_api(response.request):
             response.read()  # frees its pool connection for the token request
             tokens.invalidate(token)
             deadline = request.extensions.get(DEADLINE_EXTENSION)

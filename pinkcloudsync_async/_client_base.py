@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +21,20 @@ from ._constants import (
     HTTPX_DEFAULT_MAX_CONNECTIONS,
     TOKEN_PATH,
 )
-from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
+from ._deadline import Deadline
+from ._exceptions import (
+    ConfigurationError,
+    InvalidResponseError,
+    PinkCloudSyncError,
+    api_error_for,
+    request_failure_error,
+)
 from ._models import SessionList
+from ._redaction import Redactor, hide_in_reason_phrase, redacted_response, sent_credentials
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenFetcher, TokenSource
+from ._wire import parse_json
 
 if TYPE_CHECKING:
     from .stores import TokenStore
@@ -39,6 +47,8 @@ __all__ = [
     "admission_limit",
     "build_parts",
     "parse_session_list",
+    "refuse_new_base_url",
+    "typed_call_error",
 ]
 
 SESSIONS_PATH = "sync/sessions"
@@ -198,27 +208,89 @@ def build_parts(
     if "timeout" not in kwargs:
         kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
         default_timeout = DEFAULT_TIMEOUT.as_dict()
+    else:
+        kwargs["timeout"] = _checked_timeout(kwargs["timeout"])
     kwargs["base_url"] = settings.base_url
     store, owns_store = resolve_token_store(token_store)
     return ClientParts(settings, policy, kwargs, default_timeout, store, owns_store)
 
 
-def parse_session_list(response: httpx.Response) -> SessionList:
-    """The typed body of `GET /sync/sessions`, or the typed error it deserves."""
-    raise_for_api_error(response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1))
+def _checked_timeout(timeout: Any) -> Any:
+    """The user's `timeout`, refused (ConfigurationError) when a phase is not a number
+    of seconds a float can hold (10**400 would overflow in the socket layer)."""
     try:
-        data = json.loads(response.content)
+        phases = httpx.Timeout(timeout).as_dict()
+        for seconds in phases.values():
+            if seconds is not None and (isinstance(seconds, bool) or float(seconds) < 0):
+                raise ValueError("a timeout must be >= 0 seconds")
+    except (TypeError, ValueError, OverflowError) as exc:
+        message = f"timeout is not a usable number of seconds: {exc}"
+    else:
+        return timeout
+    raise ConfigurationError(message)
+
+
+def _sessions_or_problem(content: bytes) -> SessionList | str:
+    # Apart from the frame that raises, so that no raising frame holds the body.
+    try:
+        data = parse_json(content)
     except ValueError:
-        raise InvalidResponseError(
-            "The sessions response is not JSON "
-            f"({response.headers.get('content-type', 'no content-type')}, "
-            f"{len(response.content)} bytes).",
-            response=response,
-        ) from None
+        return "not JSON"
     try:
         return SessionList.model_validate(data)
     except ValidationError as exc:
-        raise InvalidResponseError(
-            f"The sessions response is invalid: {describe_validation_error(exc)}.",
-            response=response,
-        ) from None
+        return f"invalid: {describe_validation_error(exc)}"
+
+
+def parse_session_list(response: httpx.Response, secrets: Redactor) -> SessionList:
+    """The typed body of `GET /sync/sessions`, or the typed error it deserves,
+    built without `secrets` (the client's) or the bearer token the request sent."""
+    redactor = secrets.with_secrets([sent_credentials(response)])
+    hide_in_reason_phrase(response, redactor)  # before any frame of ours can fail
+    if response.status_code >= 400:
+        raise api_error_for(
+            response, attempts=response.extensions.get(ATTEMPTS_EXTENSION, 1), secrets=redactor
+        )
+    sessions = _sessions_or_problem(response.content)
+    if isinstance(sessions, SessionList):
+        return sessions
+    if sessions == "not JSON":
+        # Described inline: no local holds the content-type, where a server may
+        # echo the token (error trackers print every local of a raising frame).
+        sessions = redactor.text(
+            f"not JSON ({response.headers.get('content-type', 'no content-type')}, "
+            f"{len(response.content)} bytes)"
+        )
+    error = InvalidResponseError(
+        redactor.text(f"The sessions response is {sessions}."),
+        response=redacted_response(response, redactor),
+    )
+    raise error
+
+
+def refuse_new_base_url(current: httpx.URL, new: httpx.URL | str) -> None:
+    """Setting `client.base_url` after construction: the same URL is a no-op, any
+    other raises ConfigurationError. The base URL fixes the API's origin, where
+    the token goes and the token request is sent; moving URL joining alone would
+    send `GET /x` elsewhere without a token."""
+    url = httpx.URL(new)
+    if not url.raw_path.endswith(b"/"):
+        url = url.copy_with(raw_path=url.raw_path + b"/")
+    if url != current:
+        raise ConfigurationError(
+            f"base_url is fixed when the client is built ({current}): it is the API's "
+            "origin, where the token goes. Build another client for another base_url."
+        )
+
+
+def typed_call_error(
+    exc: httpx.RequestError, request: httpx.Request, deadline: Deadline | None
+) -> PinkCloudSyncError:
+    """The typed error a typed call raises for a request that got no usable response
+    (see `request_failure_error`); `deadline` is the call's own, if it has one."""
+    return request_failure_error(
+        exc,
+        what=f"{request.method} {request.url.copy_with(query=None)}",
+        request=request,
+        spent=deadline is not None and deadline.remaining() <= 0,
+    )

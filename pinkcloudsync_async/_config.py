@@ -35,6 +35,7 @@ __all__ = [
     "resolve_http_backend",
     "resolve_settings",
     "resolve_token_store",
+    "wrap_secret",
 ]
 
 
@@ -71,6 +72,25 @@ def _pick(name: str, argument: str | None, environ: Mapping[str, str], env_name:
     return value.strip()
 
 
+def wrap_secret(value: str | SecretStr | None) -> SecretStr | None:
+    """`value` as a SecretStr (None stays None), whatever it was given as."""
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+def _checked_secret(secret: SecretStr | None) -> SecretStr:
+    if secret is None or _blank(secret.get_secret_value()):
+        raise ConfigurationError(
+            f"No api_secret configured: pass api_secret= or set {API_SECRET_ENV}."
+        )
+    if not isinstance(secret.get_secret_value(), str):
+        raise ConfigurationError(
+            f"api_secret must be a string, not {type(secret.get_secret_value()).__name__}."
+        )
+    return SecretStr(secret.get_secret_value().strip())
+
+
 def resolve_settings(
     *,
     api_key: str | None,
@@ -85,16 +105,19 @@ def resolve_settings(
     Precedence, for every setting: argument > environment variable > default.
     """
     env = os.environ if environ is None else environ
-    raw_secret = api_secret.get_secret_value() if isinstance(api_secret, SecretStr) else api_secret
+    # The secret is wrapped before anything can raise: error trackers capture the
+    # locals of every frame in a traceback, and no frame of ours holds it plain.
+    secret = wrap_secret(api_secret)
+    if secret is None and API_SECRET_ENV in env:
+        secret = SecretStr(env[API_SECRET_ENV])
     key_value = api_key if api_key is not None else env.get(API_KEY_ENV)
-    secret_value = raw_secret if raw_secret is not None else env.get(API_SECRET_ENV)
-    if _blank(key_value) and _blank(secret_value):
+    if _blank(key_value) and (secret is None or _blank(secret.get_secret_value())):
         raise ConfigurationError(
             f"No API credentials configured: set {API_KEY_ENV} and {API_SECRET_ENV} "
             "(or pass api_key= and api_secret=)."
         )
     key = _pick("api_key", api_key, env, API_KEY_ENV)
-    secret = SecretStr(_pick("api_secret", raw_secret, env, API_SECRET_ENV))
+    secret = _checked_secret(secret)
 
     raw_url = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     try:

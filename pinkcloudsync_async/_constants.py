@@ -26,6 +26,8 @@ __all__ = [
     "HTTP_BACKEND_ENV",
     "IDEMPOTENT_EXTENSION",
     "LOGGER_NAME",
+    "MAX_CLAIM_TIME",
+    "MAX_EXPIRES_IN",
     "MAX_RETRIES_EXTENSION",
     "REDIS_URL_ENV",
     "REFRESH_FAILURE_BACKOFF_BASE",
@@ -63,6 +65,13 @@ DEFAULT_MAX_RETRY_AFTER = 60.0
 # After a failed *early* refresh (the old token still works) the next attempt waits.
 REFRESH_FAILURE_BACKOFF_BASE = 1.0
 REFRESH_FAILURE_BACKOFF_MAX = 30.0
+
+# Bounds on the numbers a token response carries (the API issues 1-hour tokens):
+# beyond them a number is no lifetime or date at all, and float arithmetic on it
+# would overflow. A larger `expires_in` is an invalid response; a JWT date claim
+# (`iat`, `exp`) outside [0, MAX_CLAIM_TIME] (9999-12-31T23:59:59Z) is ignored.
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+MAX_CLAIM_TIME = 253_402_300_799
 
 LOGGER_NAME = "pinkcloudsync_async"
 

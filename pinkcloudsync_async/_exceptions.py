@@ -15,19 +15,28 @@
         └── ServerError                    5xx
 
 No message ever contains the API secret or an access token: bodies of non-JSON error
-responses are described (type and size), never echoed.
+responses are described (type and size), never echoed, and whatever a server echoes is
+redacted in every form (see `_redaction`); an error's `.response` is a redacted copy.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from ._constants import ATTEMPTS_EXTENSION
 from ._models import ErrorResponse
+from ._redaction import (
+    Redactor,
+    hide_in_reason_phrase,
+    redacted_request,
+    redacted_response,
+    sent_credentials,
+)
 from ._retry_policy import parse_retry_after
+from ._wire import parse_json
 
 __all__ = [
     "APIConnectionError",
@@ -64,8 +73,8 @@ class InvalidResponseError(PinkCloudSyncError):
 
 
 class APIConnectionError(PinkCloudSyncError, httpx.TransportError):
-    """The API could not be reached (raised for the token request; raw calls keep
-    httpx's own transport errors)."""
+    """The API could not be reached, or the connection was lost (raised for the token
+    request and by typed calls; raw calls keep httpx's own transport errors)."""
 
 
 class RequestTimeoutError(PinkCloudSyncError, httpx.TimeoutException):
@@ -169,7 +178,7 @@ def _describe_body(response: httpx.Response) -> tuple[str, str]:
     if not body.strip():
         return fallback_code, f"{reason} (empty body)"
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -190,47 +199,51 @@ def _describe_body(response: httpx.Response) -> tuple[str, str]:
     return fallback_code, f"{reason} (non-JSON error body: {content_type}, {len(body)} bytes)"
 
 
-_REDACTED = "[redacted]"
-
-
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret value replaced: a server may echo what it was sent."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
-
-
-def _sent_credentials(response: httpx.Response) -> tuple[str, ...]:
-    # A server (or a proxy) may echo the request's bearer token in its message.
-    try:
-        authorization = response.request.headers.get("authorization", "")
-    except RuntimeError:  # a Response built by hand has no request
-        return ()
-    _, _, credentials = authorization.partition(" ")
-    return (credentials.strip(),) if credentials.strip() else ()
-
-
 def api_error_for(
-    response: httpx.Response, *, attempts: int = 1, secrets: tuple[str, ...] = ()
+    response: httpx.Response, *, attempts: int = 1, secrets: Redactor | None = None
 ) -> APIError:
-    """The typed error for an error response (not raised), built redacted: it never
-    echoes the bearer token the request sent, nor any of `secrets`."""
+    """The typed error for an error response (not raised), built redacted: neither
+    its message nor its `.response` (a detached, redacted copy) shows the bearer
+    token the request sent, nor any of `secrets`, in any form."""
+    redactor = (secrets or Redactor()).with_secrets([sent_credentials(response)])
     code, message = _describe_body(response)
-    hidden = _sent_credentials(response) + secrets
-    if hidden:
-        code, message = redact(code, hidden), redact(message, hidden)
     cls = _error_class(response.status_code)
     kwargs: dict[str, Any] = {
         "status_code": response.status_code,
-        "error": code,
-        "message": message,
-        "response": response,
+        "error": redactor.text(code),
+        "message": redactor.text(message),
+        "response": redacted_response(response, redactor),
         "attempts": attempts,
     }
     if cls is RateLimitError:
         kwargs["retry_after"] = parse_retry_after(response.headers.get("retry-after"))
     return cls(**kwargs)
+
+
+def request_failure_error(
+    exc: httpx.RequestError, *, what: str, request: httpx.Request, spent: bool
+) -> PinkCloudSyncError:
+    """The typed error for a request that got no usable response, for every typed
+    call: `what` names the call in the message (never a body or a credential).
+
+    The caller's deadline `spent`, or an answer too slow (read, write, pool
+    timeouts): `RequestTimeoutError`. A body that cannot be decoded, or redirects
+    without end: `InvalidResponseError`. The host not reached or the connection
+    lost: `APIConnectionError`. Its `request` is a redacted copy of `request`.
+    """
+    if isinstance(exc, PinkCloudSyncError):
+        return exc  # already typed below us
+    attempts = request.extensions.get(ATTEMPTS_EXTENSION, 1)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    kind = type(exc).__name__
+    safe = redacted_request(request, Redactor(sent_credentials(request)))
+    if spent or (
+        isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+    ):
+        return RequestTimeoutError(f"{what} timed out{tries}: {kind}", request=safe)
+    if isinstance(exc, (httpx.DecodingError, httpx.TooManyRedirects)):
+        return InvalidResponseError(f"{what} got an unreadable answer{tries}: {kind}")
+    return APIConnectionError(f"{what} failed{tries}: {kind}", request=safe)
 
 
 def raise_for_api_error(response: httpx.Response, *, attempts: int = 1) -> None:
@@ -240,4 +253,5 @@ def raise_for_api_error(response: httpx.Response, *, attempts: int = 1) -> None:
     gateway, an empty or truncated body.
     """
     if response.status_code >= 400:
+        hide_in_reason_phrase(response, Redactor(sent_credentials(response)))
         raise api_error_for(response, attempts=attempts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -14,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from ._constants import MAX_EXPIRES_IN
+
 __all__ = [
     "AccessToken",
     "ErrorResponse",
@@ -22,6 +25,10 @@ __all__ = [
     "TokenClaims",
     "TokenResponse",
 ]
+
+# A bearer token goes in a header: visible ASCII only, no spaces, no controls
+# (RFC 9110 field-vchar minus obs-text; RFC 6750's b64token is a subset).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class TokenResponse(BaseModel):
@@ -34,8 +41,9 @@ class TokenResponse(BaseModel):
 
     access_token: SecretStr
     token_type: StrictStr
-    # StrictInt refuses "3600" and True; gt=0 refuses 0 and negatives.
-    expires_in: Annotated[StrictInt, Field(gt=0)]
+    # StrictInt refuses "3600" and True; gt=0 refuses 0 and negatives; le= bounds it
+    # so that no arithmetic on it can overflow (1 followed by 400 zeros is an int).
+    expires_in: Annotated[StrictInt, Field(gt=0, le=MAX_EXPIRES_IN)]
 
     @field_validator("access_token", mode="before")
     @classmethod
@@ -45,6 +53,11 @@ class TokenResponse(BaseModel):
             raise ValueError("access_token must be a string")
         if not value.strip():
             raise ValueError("access_token must not be empty")
+        if not _HEADER_TOKEN.fullmatch(value):
+            raise ValueError(
+                "access_token must be visible ASCII without spaces or control "
+                "characters (it is sent in a header)"
+            )
         return value
 
     @field_validator("token_type")

@@ -47,6 +47,10 @@ def classify_failure(exc: Exception) -> Failure | None:
     """Whether a transport error may be retried at all, and under which rule."""
     if isinstance(exc, PinkCloudSyncError):
         return None  # our own (token acquisition) errors already had their retries
+    if isinstance(exc, httpx.RemoteProtocolError) and isinstance(exc.__context__, httpx.InvalidURL):
+        # httpx's answer to a redirect whose Location is no URL: the same answer
+        # will come again, so it is never retried (a lost connection is).
+        return None
     if isinstance(exc, _NOT_SENT):
         return Failure.NOT_SENT
     if isinstance(exc, _NO_RESPONSE):

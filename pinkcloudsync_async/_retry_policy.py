@@ -35,7 +35,8 @@ __all__ = [
     "should_retry",
 ]
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# RFC 9110 9.2.2: the safe methods (GET, HEAD, OPTIONS, TRACE), PUT and DELETE.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # 429 is retried for every method: the server refused without processing anything.
 # The 5xx are retried only where repeating the request is safe.
 _ALWAYS_RETRYABLE = frozenset({429})

@@ -5,7 +5,9 @@ async client, over the same decision code; the same named layers:
 
     send                        attaches the request's Deadline (when its timeout is the user's)
     _send_handling_admission    waits, FIFO, until a connection can take the request at once
-    _send_handling_retries      the retry policy; token requests enter here, below admission
+    _send_handling_retries      the retry policy (the API's origin only; elsewhere httpx's
+                                send as is) and the body read within the deadline; token
+                                requests enter here, below admission
     httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
 
 Nothing here touches an event loop.
@@ -29,8 +31,10 @@ from ._client_base import (
     admission_limit,
     build_parts,
     parse_session_list,
+    refuse_new_base_url,
+    typed_call_error,
 )
-from ._config import resolve_http_backend
+from ._config import resolve_http_backend, wrap_secret
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -38,9 +42,10 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
-from ._deadline import Deadline, attach_deadline
+from ._deadline import Deadline, attach_deadline, deadline_of
 from ._exceptions import ConfigurationError
 from ._models import AccessToken, SessionList
+from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
 
@@ -83,6 +88,7 @@ class PinkCloudSyncClient(httpx.Client):
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
+        api_secret = wrap_secret(api_secret)  # first: no frame of ours holds it plain
         # Spelt as the async client accepts it (any case, spaces); the environment
         # variable is for the async client.
         if http_backend is not None and resolve_http_backend(http_backend, {}) != "httpx":
@@ -122,7 +128,11 @@ class PinkCloudSyncClient(httpx.Client):
         super().__init__(auth=self._pcs_auth, **parts.httpx_kwargs)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
+        try:
+            base_url = str(self.base_url)
+        except AttributeError:  # a client whose construction failed, in a traceback's locals
+            return f"{type(self).__name__}(<not built>)"
+        return f"{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def auth(self) -> PinkCloudSyncAuth:
@@ -156,6 +166,16 @@ class PinkCloudSyncClient(httpx.Client):
         store, self._owned_store = self._owned_store, None
         if store is not None:
             store.close()
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The base URL relative URLs join onto; fixed at construction (it is the
+        API's origin, where the token goes): setting another raises ConfigurationError."""
+        return super().base_url
+
+    @base_url.setter
+    def base_url(self, url: httpx.URL | str) -> None:
+        refuse_new_base_url(super().base_url, url)
 
     def send(
         self,
@@ -214,13 +234,25 @@ class PinkCloudSyncClient(httpx.Client):
     def _send_handling_retries(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
     ) -> httpx.Response:
+        if not self._pcs_auth.is_for_api(request):
+            # Our policies are for the API's origin; elsewhere the client is httpx.
+            return super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
         replayable = is_replayable(request)  # before a transport buffers the body
         retry: RetryLoop | None = None  # bookkeeping only once an attempt has failed
+        # With a deadline, we read the body (within it); a stream is the caller's to read.
+        bound = None if stream else deadline_of(request.extensions)
         while True:
             try:
                 response = super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                    request,
+                    stream=stream or bound is not None,
+                    auth=auth,
+                    follow_redirects=follow_redirects,
                 )
+                if bound is not None:
+                    bound.read_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
                     request, self._retry_policy, self._clock, replayable=replayable
@@ -257,6 +289,20 @@ class PinkCloudSyncClient(httpx.Client):
         return self._tokens.get(deadline)
 
     def list_sessions(self) -> SessionList:
-        """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""
-        response = self.get(SESSIONS_PATH)
-        return parse_session_list(response)
+        """`GET /sync/sessions` as a `SessionList`. Raises only `PinkCloudSyncError`s:
+        the `APIError` for an error status, `InvalidResponseError` for a body that
+        is not a session list (or cannot be decoded), `RequestTimeoutError` and
+        `APIConnectionError` when no answer came."""
+        request = self.build_request("GET", SESSIONS_PATH)
+        deadline = Deadline.for_timeout(
+            request.extensions.get("timeout"), clock=self._clock, default=self._default_timeout
+        )
+        try:
+            response = self.send(request)
+        except httpx.RequestError as exc:
+            # Raised below, outside the handler: httpx's error (its request holds
+            # the bearer token) is not chained to ours.
+            error = typed_call_error(exc, request, deadline)
+        else:
+            return parse_session_list(response, Redactor(*self._tokens.secrets()))
+        raise error

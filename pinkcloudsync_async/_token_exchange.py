@@ -5,23 +5,22 @@ Shared by the async and sync flows; no I/O happens here.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from ._constants import ATTEMPTS_EXTENSION
-from ._exceptions import InvalidResponseError, api_error_for, redact
+from ._constants import ATTEMPTS_EXTENSION, MAX_CLAIM_TIME
+from ._exceptions import InvalidResponseError, api_error_for
 from ._models import AccessToken, TokenClaims, TokenResponse
+from ._redaction import Redactor, redacted_response
 from ._token_lifecycle import effective_lifetime, refresh_lead
+from ._wire import parse_json
 
 __all__ = [
     "build_access_token",
     "decode_claims",
     "describe_validation_error",
-    "redact",
     "token_from_response",
 ]
 
@@ -40,19 +39,34 @@ def _body_kind(response: httpx.Response) -> str:
     return f"{content_type}, {len(response.content)} bytes"
 
 
-def decode_claims(raw_token: str) -> TokenClaims:
+def _is_claim_time(value: Any) -> bool:
+    # A date is a number in [0, MAX_CLAIM_TIME]: NaN, infinities, 10**400 and
+    # negatives are not (comparing a huge int with a bound never overflows).
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 <= value <= MAX_CLAIM_TIME
+    )
+
+
+def decode_claims(token: SecretStr | str) -> TokenClaims:
     """The JWT's claims, read without verifying (the client holds no key).
 
-    A token that is not a JWT, or claims of the wrong type, give empty claims for
-    those fields: the token is still used, the server stays the authority.
+    A token that is not a JWT (or whose payload is not JSON, too deep, too large),
+    or claims of the wrong type, give empty claims for those fields: the token is
+    still used, the server stays the authority. `iat` and `exp` outside
+    [0, MAX_CLAIM_TIME] are ignored.
     """
     # Imported here, once per token: PyJWT pulls in `cryptography` when installed,
     # which doubled the package's import time for something needed once an hour.
     import jwt
 
     try:
-        payload = jwt.decode(raw_token, options={"verify_signature": False})
-    except (jwt.PyJWTError, ValueError, TypeError):
+        payload = jwt.decode(
+            token.get_secret_value() if isinstance(token, SecretStr) else token,
+            options={"verify_signature": False},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
         return TokenClaims()
     if not isinstance(payload, dict):
         return TokenClaims()
@@ -65,10 +79,35 @@ def decode_claims(raw_token: str) -> TokenClaims:
         known["permissions"] = tuple(permissions)
     for name in ("iat", "exp"):
         value = payload.pop(name, None)
-        # PyJWT's JSON accepts NaN and Infinity; a date must be a finite number.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if _is_claim_time(value):
             known[name] = int(value)
     return TokenClaims(**known, **payload)
+
+
+def _invalid(message: str, response: httpx.Response, redactor: Redactor) -> InvalidResponseError:
+    # Built redacted: a reason phrase, a content-type or a field name may echo a secret.
+    # The copy carries no body: a 2xx/3xx token response's body holds a token.
+    return InvalidResponseError(
+        redactor.text(message), response=redacted_response(response, redactor, body=False)
+    )
+
+
+def _payload_or_problem(content: bytes) -> TokenResponse | str:
+    """The validated payload, or what is wrong with it (never a value it holds).
+
+    Kept apart so that no frame that raises holds the parsed body (it holds the
+    token) as a local variable: error trackers capture locals.
+    """
+    try:
+        data = parse_json(content)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(data, dict):
+        return f"JSON but not an object ({type(data).__name__})"
+    try:
+        return TokenResponse.model_validate(data)
+    except ValidationError as exc:
+        return f"invalid: {describe_validation_error(exc)}"
 
 
 def token_from_response(
@@ -76,42 +115,33 @@ def token_from_response(
     *,
     sent_at: float,
     refresh_margin: float,
-    secrets: tuple[str, ...],
+    secrets: Redactor,
 ) -> AccessToken:
     """The AccessToken in a token response, or the typed error it deserves.
 
     Error statuses raise the APIError subclass for the status (with the number of
     attempts the retry policy made); anything but a valid `TokenResponse` raises
-    InvalidResponseError. No message echoes the payload or a secret.
+    InvalidResponseError. No message, and nothing the error carries, shows the
+    payload or any of `secrets` (the API secret, the token in use).
     """
     attempts = response.extensions.get(ATTEMPTS_EXTENSION, 1)
     if response.status_code >= 400:
         raise api_error_for(response, attempts=attempts, secrets=secrets)
     if response.status_code != 200:
-        raise InvalidResponseError(
+        raise _invalid(
             f"The token endpoint answered {response.status_code} "
             f"{response.reason_phrase or ''}, not 200.".replace(" ,", ","),
-            response=response,
+            response,
+            secrets,
         )
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        raise InvalidResponseError(
-            f"The token response is not JSON ({_body_kind(response)}).", response=response
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidResponseError(
-            f"The token response is JSON but not an object ({type(data).__name__}).",
-            response=response,
+    payload = _payload_or_problem(response.content)
+    if payload == "not JSON":
+        raise _invalid(
+            f"The token response is not JSON ({_body_kind(response)}).", response, secrets
         )
-    try:
-        payload = TokenResponse.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidResponseError(
-            f"The token response is invalid: {describe_validation_error(exc)}.",
-            response=response,
-        ) from None
-    claims = decode_claims(payload.access_token.get_secret_value())
+    if isinstance(payload, str):
+        raise _invalid(f"The token response is {payload}.", response, secrets)
+    claims = decode_claims(payload.access_token)
     lifetime = effective_lifetime(payload.expires_in, iat=claims.iat, exp=claims.exp)
     expires_at = sent_at + lifetime
     return build_access_token(
@@ -137,7 +167,6 @@ def build_access_token(
 ) -> AccessToken:
     """An `AccessToken` timed on this process's monotonic clock: `expires_at` and
     `refresh_at` are monotonic seconds; it was obtained `lifetime` before expiry."""
-    raw = access_token.get_secret_value()
     return AccessToken(
         access_token=access_token,
         token_type=token_type,
@@ -147,5 +176,6 @@ def build_access_token(
         obtained_at=expires_at - lifetime,
         expires_at=expires_at,
         refresh_at=refresh_at,
-        authorization=SecretStr(f"Bearer {raw}"),
+        # No local holds the raw token: a locals-formatted traceback would show it.
+        authorization=SecretStr(f"Bearer {access_token.get_secret_value()}"),
     )

@@ -18,9 +18,12 @@ from types import TracebackType
 import anyio
 import anyio.abc
 from anyio.lowlevel import current_token
+from pydantic import SecretStr
 
 from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
+from ._fork import reset_after_fork
+from ._logging import redact_dependency_logs
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenFetcher, log_advisory_failure
@@ -65,6 +68,23 @@ class AsyncTokenFlights:
         self._entered_by: int | None = None
         self._background_flight: Flight[AccessToken] | None = None
         self._background_scope: anyio.CancelScope | None = None
+        reset_after_fork(self)
+        redact_dependency_logs(self)
+
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """The API secret and the token held now: what no log record may show."""
+        token = self.lifecycle.token
+        held = () if token is None else (token.access_token,)
+        return (self.source.api_secret, *held)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no flight in progress (the coroutine flying it runs on
+        the parent's loop, not here), so the first caller starts one. A held token
+        stays."""
+        flight = self.lifecycle.flight
+        if flight is not None:
+            self.lifecycle.abandon(flight)
+        self._background_flight = None
 
     @property
     def token(self) -> AccessToken | None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from pydantic import SecretStr
+
 from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
+from ._fork import reset_after_fork
+from ._logging import redact_dependency_logs
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenFetcher, log_advisory_failure
@@ -38,6 +42,22 @@ class SyncTokenFlights:
         self.lifecycle: TokenLifecycle[AccessToken] = lifecycle or TokenLifecycle()
         self._clock = clock
         self._lock = threading.Lock()
+        reset_after_fork(self)
+        redact_dependency_logs(self)
+
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """The API secret and the token held now: what no log record may show."""
+        token = self.lifecycle.token
+        held = () if token is None else (token.access_token,)
+        return (self.source.api_secret, *held)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held this one)
+        and no flight (the thread that flew it is not here). A held token stays."""
+        self._lock = threading.Lock()
+        flight = self.lifecycle.flight
+        if flight is not None:
+            self.lifecycle.abandon(flight)
 
     @property
     def token(self) -> AccessToken | None:

@@ -18,10 +18,11 @@ from typing import Protocol
 import httpx
 from pydantic import SecretStr
 
-from ._constants import ATTEMPTS_EXTENSION, IDEMPOTENT_EXTENSION, LOGGER_NAME
+from ._constants import IDEMPOTENT_EXTENSION, LOGGER_NAME
 from ._deadline import Deadline
-from ._exceptions import APIConnectionError, PinkCloudSyncError, RequestTimeoutError
+from ._exceptions import PinkCloudSyncError, request_failure_error
 from ._models import AccessToken
+from ._redaction import Redactor, hide_in_reason_phrase
 from ._token_exchange import token_from_response
 
 __all__ = [
@@ -42,31 +43,22 @@ RequestFactory = Callable[..., httpx.Request]
 
 
 def token_request_error(
-    exc: httpx.TransportError, request: httpx.Request, deadline: Deadline | None
+    exc: httpx.RequestError, request: httpx.Request, deadline: Deadline | None
 ) -> PinkCloudSyncError:
-    """The typed error for a token request that got no response, for both twins.
+    """The typed error for a token request that got no usable response, both twins.
 
     The request's deadline spent, or an answer too slow (read, write, pool
-    timeouts): `RequestTimeoutError`. The host not reached (connect errors and
-    timeouts, anything else): `APIConnectionError`. The message names the URL and
-    the attempts made (`ATTEMPTS_EXTENSION`, set by the retry layer), never the body.
+    timeouts): `RequestTimeoutError`. A body that cannot be decoded:
+    `InvalidResponseError`. The host not reached (connect errors and timeouts,
+    anything else): `APIConnectionError`. The message names the URL and the
+    attempts made (`ATTEMPTS_EXTENSION`, set by the retry layer), never the body;
+    the error's request is a copy without the body (it holds the API secret).
     """
-    if isinstance(exc, PinkCloudSyncError):
-        return exc  # already typed below us
-    attempts = request.extensions.get(ATTEMPTS_EXTENSION, 1)
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
-    token_url = request.url.copy_with(query=None)
-    spent = deadline is not None and deadline.remaining() <= 0
-    if spent or (
-        isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
-    ):
-        return RequestTimeoutError(
-            f"The token request to {token_url} timed out{tries}: {type(exc).__name__}",
-            request=request,
-        )
-    return APIConnectionError(
-        f"The token request to {token_url} failed{tries}: {type(exc).__name__}",
+    return request_failure_error(
+        exc,
+        what=f"The token request to {request.url.copy_with(query=None)}",
         request=request,
+        spent=deadline is not None and deadline.remaining() <= 0,
     )
 
 
@@ -95,6 +87,9 @@ class TokenFetcher(Protocol):
     ) -> AccessToken: ...
 
     def refused(self, token: AccessToken) -> None: ...
+
+    @property
+    def api_secret(self) -> SecretStr: ...
 
 
 class TokenSource:
@@ -126,6 +121,11 @@ class TokenSource:
         self._send = send
         self._asend = asend
 
+    @property
+    def api_secret(self) -> SecretStr:
+        """The API secret this source sends (wrapped: never shown)."""
+        return self._api_secret
+
     def __repr__(self) -> str:
         name = type(self).__name__
         return f"{name}(api_key={self._api_key!r}, token_url={str(self.token_url)!r})"
@@ -139,9 +139,13 @@ class TokenSource:
         sent_at = self._clock()
         try:
             response = await self._asend(request)
-        except httpx.TransportError as exc:
-            raise token_request_error(exc, request, deadline) from exc
-        return self._read(response, sent_at, held)
+        except httpx.RequestError as exc:
+            # Raised below, outside the handler: the httpx error (its request holds
+            # the API secret in its body) is not chained to ours.
+            error = token_request_error(exc, request, deadline)
+        else:
+            return self._read(response, sent_at, held)
+        raise error
 
     def fetch(self, deadline: Deadline | None, *, held: AccessToken | None = None) -> AccessToken:
         """A new token, from a thread. `held` is the token in use, kept out of errors."""
@@ -150,9 +154,13 @@ class TokenSource:
         sent_at = self._clock()
         try:
             response = self._send(request)
-        except httpx.TransportError as exc:
-            raise token_request_error(exc, request, deadline) from exc
-        return self._read(response, sent_at, held)
+        except httpx.RequestError as exc:
+            # Raised below, outside the handler: the httpx error (its request holds
+            # the API secret in its body) is not chained to ours.
+            error = token_request_error(exc, request, deadline)
+        else:
+            return self._read(response, sent_at, held)
+        raise error
 
     def refused(self, token: AccessToken) -> None:
         """The API refused `token` (401). Nothing to forget here: the flights drop it."""
@@ -174,9 +182,8 @@ class TokenSource:
     def _read(
         self, response: httpx.Response, sent_at: float, held: AccessToken | None
     ) -> AccessToken:
-        secrets: tuple[str, ...] = (self._api_secret.get_secret_value(),)
-        if held is not None:
-            secrets += (held.access_token.get_secret_value(),)
+        secrets = Redactor(self._api_secret, None if held is None else held.access_token)
+        hide_in_reason_phrase(response, secrets)  # before any frame of ours can fail
         token = token_from_response(
             response, sent_at=sent_at, refresh_margin=self.refresh_margin, secrets=secrets
         )

@@ -6,10 +6,12 @@ since a conftest is pytest's to load and not a module to import from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio.lowlevel
@@ -206,3 +208,136 @@ def invalid_token_bodies(token: str) -> dict[str, tuple[bytes, str]]:
 
 def _as_json(value: Any) -> tuple[bytes, str]:
     return json.dumps(value).encode(), "application/json"
+
+
+# ------------------------------------------------------------ a loopback server
+
+
+class Exchange:
+    """One request a `LoopbackServer` received, and the socket file to answer on.
+
+    `release` is set when the server closes: a handler that holds on or paces its
+    answer stops then."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        out: Any,
+        release: threading.Event,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.out = out
+        self.release = release
+
+    def send(self, data: bytes) -> None:
+        self.out.write(data)
+        self.out.flush()
+
+    def answer(self, status: int, body: bytes, *, headers: dict[str, str] | None = None) -> None:
+        """A whole response at once, closing the connection after it."""
+        lines = [f"HTTP/1.1 {status} X", f"content-length: {len(body)}", "connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+
+class LoopbackServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 and a free port, for real sockets.
+
+    Every request is handed to `respond(exchange)` in its own thread; a handler
+    that holds on (a hanging endpoint) waits for `release`, which `close()` sets,
+    so no thread outlives the test. Use as a context manager.
+    """
+
+    def __init__(self, respond: Callable[[Exchange], None]) -> None:
+        import socketserver
+
+        self.respond = respond
+        self.release = threading.Event()
+        self.exchanges: list[Exchange] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                line = self.rfile.readline().decode("latin-1").strip()
+                if not line:
+                    return
+                method, path, _ = line.split(" ", 2)
+                headers: dict[str, str] = {}
+                while (header := self.rfile.readline().decode("latin-1").strip()) != "":
+                    name, _, value = header.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = self.rfile.read(int(headers.get("content-length", "0")))
+                exchange = Exchange(method, path, headers, body, self.wfile, outer.release)
+                outer.exchanges.append(exchange)
+                # The client may give up on us: that is what some tests wait for.
+                with contextlib.suppress(OSError):
+                    outer.respond(exchange)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            block_on_close = False
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+# ------------------------------------------------------------ forms of a secret
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every way a server may write `secret` back that a reader would recognise:
+    raw, JSON-escaped (once, twice, ASCII or not), as a Python str or bytes repr
+    (httpcore logs header values that way), percent-encoded."""
+    once = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    return {
+        secret,
+        *once,
+        *(json.dumps(text)[1:-1] for text in once),
+        repr(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+    }
+
+
+def assert_nowhere(texts: Iterable[str | bytes], *secrets: str) -> None:
+    """No form (`secret_forms`) of any of `secrets` in any of `texts` (str or bytes)."""
+    for text in texts:
+        for secret in secrets:
+            for form in secret_forms(secret):
+                needle: str | bytes = form.encode() if isinstance(text, bytes) else form
+                assert needle not in text, f"{form[:60]!r} leaked into {text[:300]!r}"
+
+
+# httpx itself, on trio, leaves the async generators of a body whose decoding failed
+# to the garbage collector (trio warns; asyncio does not): raw httpx.AsyncClient
+# does the same on a bad gzip body. Tests that feed such bodies on trio use this.
+HTTPX_TRIO_DECODING_WARNINGS = [
+    "ignore:Async generator 'httpx.*garbage collected:ResourceWarning",
+    "ignore:Exception ignored in. <async_generator object .*(aiter|__aiter__):"
+    "pytest.PytestUnraisableExceptionWarning",
+]

@@ -87,7 +87,10 @@ def test_each_status_raises_its_class(status: int, cls: type[APIError]) -> None:
     assert error.status_code == status
     assert error.error == "the_code"
     assert error.message == "The text."
-    assert error.response is response
+    # A detached, redacted copy of the response: same status, headers and body.
+    assert error.response is not response
+    assert error.response.status_code == status
+    assert error.response.content == response.content
     assert error.attempts == 1
     assert str(error) == f"{status} the_code: The text."
 
@@ -189,7 +192,8 @@ def test_unread_streaming_response() -> None:
     assert isinstance(error, ServerError)
     assert error.error == "http_500"
     assert "not read" in error.message
-    assert error.response is response
+    assert error.response is not response  # a detached, redacted copy
+    assert error.response.content == b""  # of a body nobody had read
     assert not response.is_stream_consumed  # describing it did not consume it
 
 

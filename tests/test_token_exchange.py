@@ -32,10 +32,10 @@ from pinkcloudsync_async import (
     TokenResponse,
 )
 from pinkcloudsync_async._constants import ATTEMPTS_EXTENSION
+from pinkcloudsync_async._redaction import Redactor
 from pinkcloudsync_async._token_exchange import (
     decode_claims,
     describe_validation_error,
-    redact,
     token_from_response,
 )
 
@@ -62,7 +62,7 @@ def response(
 
 def read(resp: httpx.Response, *, margin: float = 300.0, secrets: tuple[str, ...] = ()):
     return token_from_response(
-        resp, sent_at=SENT_AT, refresh_margin=margin, secrets=(API_SECRET, *secrets)
+        resp, sent_at=SENT_AT, refresh_margin=margin, secrets=Redactor(API_SECRET, *secrets)
     )
 
 
@@ -323,11 +323,13 @@ def test_non_json_bodies_raise_invalid_response(content: bytes, content_type: st
     with pytest.raises(InvalidResponseError) as info:
         read(resp)
     error = info.value
-    assert error.response is resp
+    assert error.response is not None
+    assert error.response.status_code == resp.status_code
+    assert error.response.content == b""  # a copy without the body: it may hold a token
     assert_clean(str(error))
     assert_clean(error.message)
     assert error.__cause__ is None  # nothing chained that could carry the body
-    assert error.__suppress_context__ is True
+    assert error.__context__ is None  # not even a suppressed context
 
 
 def test_html_body_message_describes_it() -> None:
@@ -358,7 +360,7 @@ def test_invalid_payloads_raise_invalid_response_naming_the_field(
     assert_clean(str(error))
     assert_clean(repr(error))
     assert error.__cause__ is None
-    assert error.__suppress_context__ is True
+    assert error.__context__ is None  # not even a suppressed context
 
 
 def test_invalid_payload_echoing_the_secret_is_not_echoed() -> None:
@@ -398,7 +400,9 @@ def test_error_statuses_raise_typed_errors(status: int, cls: type[APIError]) -> 
     assert error.status_code == status
     assert error.error == "some_code"
     assert error.message == "Some text"
-    assert error.response is resp
+    assert error.response is not None
+    assert error.response.status_code == resp.status_code  # a redacted copy
+    assert error.response.json() == resp.json()
     assert error.attempts == 1
 
 
@@ -463,6 +467,10 @@ def test_error_with_html_body_does_not_echo_it() -> None:
 
 
 # --- redact / describe_validation_error ---------------------------------------------------
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    return Redactor(*secrets).text(text)
 
 
 def test_redact_replaces_every_occurrence_of_every_secret() -> None:

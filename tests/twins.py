@@ -138,8 +138,12 @@ class Server:
         script = self.token_script if is_token else self.api_script
         response = script[min(index, len(script) - 1)](request)
         if is_token and response.status_code == 200:
+            try:
+                issued = response.json()["access_token"]
+            except (ValueError, RecursionError, LookupError, TypeError):
+                return response  # a hostile body: nothing was issued
             with self._lock:
-                self.issued.append(response.json()["access_token"])
+                self.issued.append(issued)
         return response
 
     def bearer_of(self, request: httpx.Request) -> str | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import anyio
 import httpx
+from pydantic import SecretStr
 
 from .._async_client import AsyncPinkCloudSyncClient
 from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
@@ -21,9 +22,10 @@ from .._exceptions import (
     ConfigurationError,
     InvalidResponseError,
     PermissionDeniedError,
+    PinkCloudSyncError,
     RateLimitError,
 )
-from .._token_exchange import redact
+from .._redaction import Redactor
 
 if TYPE_CHECKING:
     # argparse's subparsers action has no public name; typeshed types it generically.
@@ -107,8 +109,9 @@ def _dotenv(path: Path) -> dict[str, str]:
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
-    """(api_key, api_secret, base_url): flag > environment > .env > default."""
+def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, SecretStr, str]:
+    """(api_key, api_secret, base_url): flag > environment > .env > default. The
+    secret comes back wrapped: no frame of ours holds it as a plain str."""
     dotenv = _dotenv(Path.cwd() / ".env")
 
     def pick(flag: str | None, name: str) -> str | None:
@@ -118,9 +121,11 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str
         return None
 
     api_key = pick(args.api_key, API_KEY_ENV)
-    api_secret = pick(args.api_secret, API_SECRET_ENV)
+    api_secret = SecretStr(pick(args.api_secret, API_SECRET_ENV) or "")
     missing = [
-        name for name, value in ((API_KEY_ENV, api_key), (API_SECRET_ENV, api_secret)) if not value
+        name
+        for name, value in ((API_KEY_ENV, api_key), (API_SECRET_ENV, api_secret.get_secret_value()))
+        if not value
     ]
     if missing:
         raise CLIError(
@@ -129,7 +134,6 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str
             2,
         )
     assert api_key is not None
-    assert api_secret is not None
     return api_key, api_secret, pick(args.base_url, BASE_URL_ENV) or DEFAULT_BASE_URL
 
 
@@ -153,10 +157,10 @@ class Call:
             raise CLIError(text, 2) from None
 
     def redact(self, text: str) -> str:
-        """`text` without the API secret or the token the client holds."""
+        """`text` without the API secret or the token the client holds, in any form
+        (raw, JSON-escaped as `json.dumps` prints it, percent-encoded)."""
         token = self.client.auth.token
-        held = token.access_token.get_secret_value() if token is not None else ""
-        return redact(text, (self._secret, held))
+        return Redactor(self._secret, None if token is None else token.access_token).text(text)
 
     def error(self, exc: Exception) -> CLIError:
         """The one line to show for an expected failure of this call."""
@@ -176,6 +180,8 @@ class Call:
             text = f"unexpected response from {self.base_url}: {exc.message}"
         elif isinstance(exc, httpx.TimeoutException):
             text = f"timed out talking to {self.base_url}"
+        elif isinstance(exc, httpx.DecodingError | httpx.TooManyRedirects):
+            text = f"unexpected response from {self.base_url} ({type(exc).__name__})"
         else:
             text = f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})"
         return CLIError(self.redact(text))
@@ -185,8 +191,9 @@ class Call:
         try:
             async with self.client:
                 return await body(self.client)
-        except (APIError, InvalidResponseError, httpx.TransportError) as exc:
-            raise self.error(exc) from None
+        except (PinkCloudSyncError, httpx.HTTPError) as exc:
+            error = self.error(exc)
+        raise error  # outside the handler: nothing of the call's error is chained
 
 
 def run_coroutine(coroutine: Awaitable[int]) -> int:

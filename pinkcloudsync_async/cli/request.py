@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._async_client import AsyncPinkCloudSyncClient
+from .._wire import parse_json
 from ._common import Call, CLIError, client_options, run_coroutine
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     body_json: Any = None
     if args.json is not None:
         try:
-            body_json = json.loads(args.json)
+            body_json = parse_json(args.json)
         except ValueError as exc:
             raise CLIError(f"--json is not valid JSON: {exc}", 2) from None
     path = args.path
@@ -62,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {} if args.json is None else {"json": body_json}
         response = await client.request(args.method.upper(), path.lstrip("/"), **kwargs)
         # The status goes to stderr so that stdout is the body alone (pipe it to jq).
-        print(f"{response.status_code} {response.reason_phrase}", file=sys.stderr)
+        print(call.redact(f"{response.status_code} {response.reason_phrase}"), file=sys.stderr)
         try:
-            text = json.dumps(_hide_tokens(json.loads(response.content)), indent=2)
-        except ValueError:
+            text = json.dumps(_hide_tokens(parse_json(response.content)), indent=2)
+        except (ValueError, RecursionError):  # not JSON; or too deep to print as JSON
             text = response.text
         if text:
             print(call.redact(text))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import anyio
+from pydantic import SecretStr
 
 from .._deadline import Deadline
 from .._models import AccessToken
@@ -70,6 +71,11 @@ class FleetTokenSource:
     @property
     def refresh_margin(self) -> float:
         return self.inner.refresh_margin
+
+    @property
+    def api_secret(self) -> SecretStr:
+        """The wrapped source's API secret (for redaction; never stored)."""
+        return self.inner.api_secret
 
     def refused(self, token: AccessToken) -> None:
         """The API refused `token` (401): the next flight first deletes it from the
