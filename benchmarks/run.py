@@ -22,11 +22,21 @@ from . import _flows
 from . import _scenarios_footprint as footprint
 from . import _scenarios_overhead as overhead
 from . import _scenarios_refresh as refresh
+from . import _scenarios_socket as socket_scenario
 from . import _scenarios_storms as storms
 from ._report import render
 
 RESULTS = Path(__file__).parent / "results"
-SCENARIOS = ("overhead", "loopback", "cold", "expiry", "failure", "refresh", "footprint")
+SCENARIOS = (
+    "overhead",
+    "loopback",
+    "cold",
+    "expiry",
+    "failure",
+    "refresh",
+    "footprint",
+    "socket",
+)
 OVERHEAD_GOAL = 1.03
 
 FULL = {
@@ -40,6 +50,10 @@ FULL = {
     "storm_token_latency": 0.01,
     "storm_cap": 60.0,
     "import_runs": 15,
+    "socket_concurrency": (1, 10, 100, 1_000, 10_000),
+    "socket_n": 5_000,
+    "socket_rounds": 5,
+    "socket_cap_s": 30.0,
 }
 QUICK = {
     "n": 2_000,
@@ -52,7 +66,13 @@ QUICK = {
     "storm_token_latency": 0.01,
     "storm_cap": 20.0,
     "import_runs": 5,
+    "socket_concurrency": (1, 100),
+    "socket_n": 1_000,
+    "socket_rounds": 2,
+    "socket_cap_s": 15.0,
 }
+# Scenario 8: every variant's connection pool (httpx's default max_connections).
+SOCKET_POOL = 100
 # Scenario 6: one early refresh per flow; the same in both modes.
 REFRESH = {
     "lifetime": 6,
@@ -114,7 +134,7 @@ def _git(*args: str) -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="CI size: well under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="CI size: about 2 minutes")
     parser.add_argument(
         "--scenario",
         action="append",
@@ -130,12 +150,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plot", type=Path, help="refresh plot (full default: results/refresh-latency.png)"
     )
+    parser.add_argument(
+        "--socket-plot",
+        type=Path,
+        help="socket CPU plot (full default: results/socket-cpu.png)",
+    )
     args = parser.parse_args(argv)
     if not args.quick:
         # Only a full run replaces the committed results; --quick writes what it is told.
         args.json = args.json or RESULTS / "latest.json"
         args.markdown = args.markdown or RESULTS / "latest.md"
         args.plot = args.plot or RESULTS / "refresh-latency.png"
+        args.socket_plot = args.socket_plot or RESULTS / "socket-cpu.png"
     return args
 
 
@@ -161,6 +187,12 @@ def _run_storms(kind: str, settings: dict[str, Any], failures: list[str]) -> lis
             results.append(result)
             _progress(f"  {name:18} {flow:28} token requests: {result['token_requests']}")
     return results
+
+
+def _link(plot: Path, markdown: Path | None) -> str:
+    """The plot's path relative to where the table is written, for its image link."""
+    where = markdown.parent if markdown else Path.cwd()
+    return os.path.relpath(plot.resolve(), where.resolve())
 
 
 def _progress(message: str) -> None:
@@ -221,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             args.plot.parent.mkdir(parents=True, exist_ok=True)
             refresh.plot(runs, str(args.plot), REFRESH)
             results["plot"] = str(args.plot)
-            # The table links the plot relative to where the table is written.
-            where = args.markdown.parent if args.markdown else Path.cwd()
-            results["plot_link"] = os.path.relpath(args.plot.resolve(), where.resolve())
+            results["plot_link"] = _link(args.plot, args.markdown)
         scenarios["refresh"] = runs
     if "footprint" in chosen:
         _progress("scenario 7: import time and memory")
@@ -231,6 +261,21 @@ def main(argv: list[str] | None = None) -> int:
             "imports": footprint.import_times(settings["import_runs"]),
             "memory": footprint.client_memory(),
         }
+    if "socket" in chosen:
+        _progress("scenario 8: client CPU per request on a loopback socket")
+        data = socket_scenario.socket_scenario(
+            settings["socket_concurrency"],
+            settings["socket_n"],
+            settings["socket_rounds"],
+            SOCKET_POOL,
+            settings["socket_cap_s"],
+        )
+        failures.extend(socket_scenario.check(data))
+        if args.socket_plot:
+            args.socket_plot.parent.mkdir(parents=True, exist_ok=True)
+            socket_scenario.plot(data, str(args.socket_plot))
+            results["socket_plot_link"] = _link(args.socket_plot, args.markdown)
+        scenarios["socket"] = data
 
     results["wall_s"] = time.perf_counter() - started
     results["loadavg_end"] = _loadavg()
