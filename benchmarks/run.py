@@ -51,9 +51,9 @@ FULL = {
     "storm_cap": 60.0,
     "import_runs": 15,
     "socket_concurrency": (1, 10, 100, 1_000, 10_000),
-    "socket_n": 5_000,
+    "socket_n": 3_000,
     "socket_rounds": 5,
-    "socket_cap_s": 30.0,
+    "socket_cap_s": 90.0,
 }
 QUICK = {
     "n": 2_000,
@@ -158,8 +158,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.quick:
         # Only a full run replaces the committed results; --quick writes what it is told.
-        args.json = args.json or RESULTS / "latest.json"
-        args.markdown = args.markdown or RESULTS / "latest.md"
+        # A full run of some scenarios writes its own files (results/socket.md), so it
+        # never replaces the table of every scenario with part of it.
+        chosen = list(dict.fromkeys(args.scenario or SCENARIOS))
+        stem = "latest" if len(chosen) == len(SCENARIOS) else "-".join(chosen)
+        args.json = args.json or RESULTS / f"{stem}.json"
+        args.markdown = args.markdown or RESULTS / f"{stem}.md"
         args.plot = args.plot or RESULTS / "refresh-latency.png"
         args.socket_plot = args.socket_plot or RESULTS / "socket-cpu.png"
     return args
