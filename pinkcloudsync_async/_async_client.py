@@ -3,9 +3,12 @@
 A request goes down named layers, as httpx's own do:
 
     send                        attaches the request's Deadline (when its timeout is the user's)
-    _send_handling_admission    (no limit yet: where requests will queue before the token)
+    _send_handling_admission    waits, FIFO, until a connection can take the request at once
     _send_handling_retries      the retry policy; token requests enter here, below admission
     httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
+
+Admission comes before authentication: a request gets its token only once it is
+admitted, so a long queue never sends a token that died while it waited.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
+from ._admission import AdmittedAsyncStream, AsyncAdmission, admission_timeout
 from ._auth import PinkCloudSyncAuth, is_replayable
-from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
+from ._client_base import (
+    DEFAULT,
+    SESSIONS_PATH,
+    admission_limit,
+    build_parts,
+    parse_session_list,
+)
+from ._config import resolve_http_backend
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -45,6 +56,12 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     connection failures are retried by policy. Any httpx option passes through.
     Use `async with` so early refreshes run in the background. The connection pool
     and proxy transports the client builds itself follow the event loop.
+
+    `max_concurrency`: requests admitted at once, the rest wait in FIFO order before
+    they get a token (default: the pool's `max_connections`, 100; no limit with your
+    own `transport=`; None: no limit). `http_backend`: "httpx" (default) or
+    "aiohttp" (asyncio only, the `[aiohttp]` extra); argument >
+    `PINKCLOUDSYNC_HTTP_BACKEND` > "httpx". Raises ConfigurationError for bad settings.
     """
 
     def __init__(
@@ -59,6 +76,8 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_concurrency: int | None = DEFAULT,
+        http_backend: str | None = None,
         _clock: Callable[[], float] = time.monotonic,
         _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         **httpx_kwargs: Any,
@@ -79,6 +98,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
+        self.http_backend = resolve_http_backend(http_backend)
+        limit = admission_limit(max_concurrency, httpx_kwargs)
+        self._admission = None if limit is None else AsyncAdmission(limit)
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
@@ -86,7 +108,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         )
         self._tokens = AsyncTokenFlights(source, clock=_clock)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
-        super().__init__(auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs))
+        super().__init__(
+            auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs, self.http_backend)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
@@ -141,14 +165,36 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             if deadline is not None:
                 deadline.release(request.extensions)  # the request may be sent again
 
+    @property
+    def max_concurrency(self) -> int | None:
+        """Requests admitted at once (None: no limit)."""
+        return None if self._admission is None else self._admission.limit
+
     async def _send_handling_admission(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
     ) -> httpx.Response:
-        # Admits every request for now: the layer where requests will wait for a
-        # connection before they get a token. Token requests never pass here.
-        return await self._send_handling_retries(
-            request, stream=stream, auth=auth, follow_redirects=follow_redirects
-        )
+        # Token requests never pass here: they must not queue behind the requests
+        # that wait for them. The 401 replay and the retries run inside one admission;
+        # a streamed response keeps it until it is closed.
+        admission = self._admission
+        if admission is None:
+            return await self._send_handling_retries(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        if not admission.try_acquire():
+            await admission.acquire(admission_timeout(request.extensions))
+        try:
+            response = await self._send_handling_retries(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        except BaseException:
+            admission.release()
+            raise
+        if stream and not response.is_closed:  # (a transport may hand it over read)
+            response.stream = AdmittedAsyncStream(response.stream, admission.release)  # type: ignore[arg-type]
+        else:
+            admission.release()
+        return response
 
     async def _send_handling_retries(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any

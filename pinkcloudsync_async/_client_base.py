@@ -19,6 +19,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_TIMEOUT_SECONDS,
+    HTTPX_DEFAULT_MAX_CONNECTIONS,
     TOKEN_PATH,
 )
 from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
@@ -28,14 +29,59 @@ from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_TIMEOUT",
     "SESSIONS_PATH",
     "ClientParts",
+    "admission_limit",
     "build_parts",
     "parse_session_list",
 ]
 
 SESSIONS_PATH = "sync/sessions"
+
+
+class _Default:
+    """The type of `DEFAULT`: an argument left out, where None means something."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+
+def admission_limit(
+    max_concurrency: int | _Default | None, httpx_kwargs: dict[str, Any]
+) -> int | None:
+    """How many requests the client admits at once; None for no limit.
+
+    Left out, it is the connection pool's `max_connections` when the client builds
+    its own pool (httpx's 100 unless `limits=` says otherwise; None if unbounded),
+    and no limit with your own `transport=` (its capacity is unknown). Raises
+    ConfigurationError unless it is None or a whole number >= 1.
+    """
+    if isinstance(max_concurrency, _Default):
+        if "transport" in httpx_kwargs:
+            return None
+        limits = httpx_kwargs.get("limits")
+        if limits is None:
+            return HTTPX_DEFAULT_MAX_CONNECTIONS
+        pool: int | None = limits.max_connections
+        return pool
+    if max_concurrency is None:
+        return None
+    if (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ConfigurationError(
+            f"max_concurrency must be a whole number >= 1 or None, not {max_concurrency!r}."
+        )
+    return max_concurrency
+
+
 DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS)
 
 

@@ -16,10 +16,13 @@ from ._constants import (
     API_SECRET_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    DEFAULT_HTTP_BACKEND,
+    HTTP_BACKEND_ENV,
+    HTTP_BACKENDS,
 )
 from ._exceptions import ConfigurationError
 
-__all__ = ["Settings", "is_loopback_host", "resolve_settings"]
+__all__ = ["Settings", "is_loopback_host", "resolve_http_backend", "resolve_settings"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,21 @@ def resolve_settings(
     return Settings(
         api_key=key, api_secret=secret, base_url=url, refresh_margin=float(refresh_margin)
     )
+
+
+def resolve_http_backend(argument: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """ "httpx" or "aiohttp": argument > `PINKCLOUDSYNC_HTTP_BACKEND` > "httpx".
+
+    Raises ConfigurationError naming the choices for anything else.
+    """
+    env = os.environ if environ is None else environ
+    if argument is not None:
+        value, source = argument, "http_backend="
+    else:
+        value, source = env.get(HTTP_BACKEND_ENV, "") or DEFAULT_HTTP_BACKEND, HTTP_BACKEND_ENV
+    if not isinstance(value, str) or value.strip().lower() not in HTTP_BACKENDS:
+        shown = value if isinstance(value, str) else type(value).__name__
+        raise ConfigurationError(
+            f"{source} must be one of {', '.join(map(repr, HTTP_BACKENDS))}, not {shown!r}."
+        )
+    return value.strip().lower()

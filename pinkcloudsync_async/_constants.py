@@ -13,16 +13,19 @@ __all__ = [
     "DEADLINE_EXTENSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_HTTP_BACKEND",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_RETRY_BACKOFF_BASE",
     "DEFAULT_RETRY_BACKOFF_MAX",
     "DEFAULT_TIMEOUT_SECONDS",
+    "HTTPX_DEFAULT_MAX_CONNECTIONS",
+    "HTTP_BACKENDS",
+    "HTTP_BACKEND_ENV",
     "IDEMPOTENT_EXTENSION",
     "LOGGER_NAME",
     "MAX_RETRIES_EXTENSION",
-    "ORIGINAL_TIMEOUT_EXTENSION",
     "REFRESH_FAILURE_BACKOFF_BASE",
     "REFRESH_FAILURE_BACKOFF_MAX",
     "TOKEN_PATH",
@@ -56,10 +59,19 @@ REFRESH_FAILURE_BACKOFF_MAX = 30.0
 
 LOGGER_NAME = "pinkcloudsync_async"
 
+# httpx's own pool size (`httpx.Limits` default, not exported by httpx): the default
+# admission limit of a client that builds its own pool without `limits=`.
+HTTPX_DEFAULT_MAX_CONNECTIONS = 100
+
+# Which HTTP backend carries the async client's requests: "httpx" (httpcore's pool,
+# asyncio and trio) or "aiohttp" (asyncio only, the `[aiohttp]` extra).
+HTTP_BACKEND_ENV = "PINKCLOUDSYNC_HTTP_BACKEND"
+HTTP_BACKENDS = ("httpx", "aiohttp")
+DEFAULT_HTTP_BACKEND = "httpx"
+
 # Keys of httpx request/response `extensions` that the clients and the auth share.
 # `pinkcloudsync.max_retries` is public: a per-request override of max_retries.
 MAX_RETRIES_EXTENSION = "pinkcloudsync.max_retries"
 IDEMPOTENT_EXTENSION = "pinkcloudsync.idempotent"
 DEADLINE_EXTENSION = "pinkcloudsync.deadline"
 ATTEMPTS_EXTENSION = "pinkcloudsync.attempts"
-ORIGINAL_TIMEOUT_EXTENSION = "pinkcloudsync.original_timeout"

@@ -4,7 +4,7 @@ Same constructor, configuration, errors, retry policy and token lifecycle as the
 async client, over the same decision code; the same named layers:
 
     send                        attaches the request's Deadline (when its timeout is the user's)
-    _send_handling_admission    (no limit yet: where requests will queue before the token)
+    _send_handling_admission    waits, FIFO, until a connection can take the request at once
     _send_handling_retries      the retry policy; token requests enter here, below admission
     httpx's send                its auth handling (PinkCloudSyncAuth), redirects, transport
 
@@ -20,8 +20,15 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout
 from ._auth import PinkCloudSyncAuth, is_replayable
-from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
+from ._client_base import (
+    DEFAULT,
+    SESSIONS_PATH,
+    admission_limit,
+    build_parts,
+    parse_session_list,
+)
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -30,6 +37,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_MAX,
 )
 from ._deadline import Deadline, attach_deadline
+from ._exceptions import ConfigurationError
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
@@ -42,6 +50,11 @@ class PinkCloudSyncClient(httpx.Client):
 
     Threads share one token: one of them fetches while the others wait, an early
     refresh is carried by the one thread that noticed it while the others go on.
+
+    `max_concurrency`: requests admitted at once, the other threads wait in FIFO
+    order before they get a token (default: the pool's `max_connections`, 100; no
+    limit with your own `transport=`; None: no limit). `http_backend`: "httpx" only
+    (aiohttp is asynchronous; `PINKCLOUDSYNC_HTTP_BACKEND` is for the async client).
     """
 
     def __init__(
@@ -56,10 +69,17 @@ class PinkCloudSyncClient(httpx.Client):
         retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_concurrency: int | None = DEFAULT,
+        http_backend: str | None = None,
         _clock: Callable[[], float] = time.monotonic,
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
+        if http_backend not in (None, "httpx"):
+            raise ConfigurationError(
+                f"PinkCloudSyncClient has one HTTP backend, 'httpx', not {http_backend!r}: "
+                'http_backend="aiohttp" is for AsyncPinkCloudSyncClient.'
+            )
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
@@ -76,6 +96,9 @@ class PinkCloudSyncClient(httpx.Client):
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
+        self.http_backend = "httpx"
+        limit = admission_limit(max_concurrency, httpx_kwargs)
+        self._admission = None if limit is None else SyncAdmission(limit)
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
@@ -120,14 +143,35 @@ class PinkCloudSyncClient(httpx.Client):
             if deadline is not None:
                 deadline.release(request.extensions)  # the request may be sent again
 
+    @property
+    def max_concurrency(self) -> int | None:
+        """Requests admitted at once (None: no limit)."""
+        return None if self._admission is None else self._admission.limit
+
     def _send_handling_admission(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any
     ) -> httpx.Response:
-        # Admits every request for now: the layer where threads will wait for a
-        # connection before they get a token. Token requests never pass here.
-        return self._send_handling_retries(
-            request, stream=stream, auth=auth, follow_redirects=follow_redirects
-        )
+        # Token requests never pass here: they must not queue behind the requests
+        # that wait for them. The 401 replay and the retries run inside one admission;
+        # a streamed response keeps it until it is closed.
+        admission = self._admission
+        if admission is None:
+            return self._send_handling_retries(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        admission.acquire(admission_timeout(request.extensions))
+        try:
+            response = self._send_handling_retries(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        except BaseException:
+            admission.release()
+            raise
+        if stream and not response.is_closed:  # (a transport may hand it over read)
+            response.stream = AdmittedSyncStream(response.stream, admission.release)  # type: ignore[arg-type]
+        else:
+            admission.release()
+        return response
 
     def _send_handling_retries(
         self, request: httpx.Request, *, stream: bool, auth: Any, follow_redirects: Any

@@ -630,7 +630,8 @@ class TestSuccessiveEventLoopsOverARealSocket:
     # (its loop is gone); collected here, its ResourceWarning is expected.
     @pytest.mark.filterwarnings("ignore::ResourceWarning")
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-    def test_requests_and_aclose_on_later_loops(self) -> None:
+    @pytest.mark.parametrize("http_backend", ["httpx", "aiohttp"])
+    def test_requests_and_aclose_on_later_loops(self, http_backend: str) -> None:
         import gc
 
         from pinkcloudsync_async.testing import (
@@ -646,7 +647,9 @@ class TestSuccessiveEventLoopsOverARealSocket:
             anyio.from_thread.start_blocking_portal(backend="asyncio") as portal,
             portal.wrap_async_context_manager(serve_emulator(emulator)) as url,
         ):
-            client = AsyncPinkCloudSyncClient(DEFAULT_API_KEY, DEFAULT_API_SECRET, base_url=url)
+            client = AsyncPinkCloudSyncClient(
+                DEFAULT_API_KEY, DEFAULT_API_SECRET, base_url=url, http_backend=http_backend
+            )
 
             async def list_sessions() -> int:
                 with anyio.fail_after(10):

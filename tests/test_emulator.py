@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +14,8 @@ import httpx
 import jwt
 import pytest
 from fakes import WALL_T0, FakeClock
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
@@ -24,6 +29,7 @@ from pinkcloudsync_async.testing import (
     DEFAULT_PERMISSIONS,
     Emulator,
     EmulatorKey,
+    serve_emulator,
 )
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +55,22 @@ async def token_for(http: httpx.AsyncClient, key: EmulatorKey | None = None) -> 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def api_error(response: httpx.Response, status: int) -> dict[str, str]:
+    """The response's error body, once checked to be the API's and nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert isinstance(body, dict)
+    assert set(body) == {"error", "message"}
+    assert all(isinstance(value, str) and value for value in body.values())
+    return body
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the test wrote to the log at ERROR or with a traceback."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 @pytest.fixture
@@ -454,6 +476,419 @@ class TestRobustness:
         assert len(set(sessions)) == 100
         assert len(emulator.sessions) == 100
         assert emulator.stats.api_requests_by_status == {201: 100}
+
+
+# ------------------------------------------------------------------ hostile input
+
+BODY_ENDPOINTS = pytest.mark.parametrize("path", ["auth/token", "sync/sessions"])
+
+# 100,000 levels: Python's json module raises RecursionError, not ValueError.
+TOO_DEEP_FOR_PYTHON = b"[" * 100_000
+# The field report verbatim: a lone surrogate escape as the secret.
+LONE_SURROGATE_SECRET = b'{"api_key": "pk_test_emulator", "api_secret": "\\ud800"}'
+
+
+def credentials_with(value: bytes) -> bytes:
+    """Good credentials and a field `x` holding `value` (raw JSON text): a body both
+    endpoints accept when their JSON parser lets `value` through."""
+    return b'{"api_key": "pk_test_emulator", "api_secret": "sk_test_emulator", "x": ' + value + b"}"
+
+
+async def post_body(
+    http: httpx.AsyncClient,
+    path: str,
+    content: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> httpx.Response:
+    """POST `content` as a client allowed to get as far as the body (a token for sessions)."""
+    sent = (
+        []
+        if path == "auth/token"
+        else [(b"authorization", f"Bearer {await token_for(http)}".encode())]
+    )
+    return await http.post(path, content=content, headers=sent + (headers or []))
+
+
+def strict_json(content: bytes) -> Any:
+    """`content` parsed as RFC 8259 JSON: UTF-8, no NaN or Infinity, no lone surrogate."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    value = json.loads(content.decode("utf-8"), parse_constant=refuse)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    return value
+
+
+def nested(depth: int) -> list[Any]:
+    """`depth` lists, each the only item of the one around it."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+# Any JSON value Python's json module writes: NaN, Infinity, huge integers and lone
+# surrogates (which come only when asked for by category) included.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats()
+    | st.integers()
+    | st.text(st.characters() | st.characters(categories=["Cs"]))
+    | st.sampled_from([math.nan, math.inf, 10**400, -(10**400), "\ud800", "\udc00"]),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+# JSON's own tokens in any order, the ones Python accepts and an API must not included.
+JSON_SOUP = st.lists(
+    st.sampled_from(
+        [b"[", b"]", b"{", b"}", b":", b",", b'"a"', b"1", b"null", b"NaN", b"1e400", b'"\\ud800"']
+    ),
+    max_size=50,
+).map(b"".join)
+DEEP_NESTING = st.builds(
+    lambda opener, depth: opener * depth,
+    st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+    st.integers(1, 200_000),
+)
+ANY_BODY = st.one_of(
+    st.binary(),
+    JSON_SOUP,
+    DEEP_NESTING,
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+    JSON_VALUES.map(lambda value: credentials_with(json.dumps(value).encode())),
+    JSON_VALUES.map(
+        lambda value: json.dumps({"api_key": DEFAULT_API_KEY, "api_secret": value}).encode()
+    ),
+)
+
+
+class TestHostileInput:
+    """No input is a 500 or a traceback: whatever a client sends gets a 4xx and the
+    API's `{error, message}` body, and no message repeats a secret or a token."""
+
+    @BODY_ENDPOINTS
+    @pytest.mark.parametrize(
+        ("content", "says"),
+        [
+            pytest.param(TOO_DEEP_FOR_PYTHON, "nested", id="100k-["),
+            pytest.param(b'{"a": ' * 100_000, "nested", id="100k-{"),
+            pytest.param(credentials_with(b"[" * 100 + b"]" * 100), "nested", id="deeper-than-64"),
+            pytest.param(LONE_SURROGATE_SECRET, "surrogate", id="surrogate-secret"),
+            pytest.param(credentials_with(b'"\\udfff"'), "surrogate", id="low-surrogate"),
+            pytest.param(credentials_with(b'{"\\ud800": 1}'), "surrogate", id="surrogate-key"),
+            pytest.param(credentials_with(b'["ok", "\\udbff"]'), "surrogate", id="in-an-array"),
+            pytest.param(credentials_with(b'"\\ud800\\u0041"'), "surrogate", id="unpaired-high"),
+            pytest.param(credentials_with(b'"\\udc00\\ud800"'), "surrogate", id="pair-reversed"),
+            pytest.param(credentials_with(b"NaN"), "NaN", id="NaN"),
+            pytest.param(credentials_with(b"Infinity"), "Infinity", id="Infinity"),
+            pytest.param(credentials_with(b"-Infinity"), "Infinity", id="-Infinity"),
+            pytest.param(credentials_with(b"1e400"), "number", id="1e400"),
+            pytest.param(credentials_with(b"-1e400"), "number", id="-1e400"),
+            pytest.param(credentials_with(str(10**400).encode()), "number", id="10**400"),
+            pytest.param(credentials_with(str(-(10**400)).encode()), "number", id="-10**400"),
+            pytest.param(credentials_with(str(9 * 10**308).encode()), "number", id="9*10**308"),
+            pytest.param(credentials_with(b"1" + b"0" * 5000), "number", id="10**5000"),
+            pytest.param(credentials_with(b'1, "x": 2'), "duplicate", id="duplicate-key"),
+            pytest.param(
+                b'{"api_key": "pk_test_emulator", "api_secret": "wrong", '
+                b'"api_secret": "sk_test_emulator"}',
+                "duplicate",
+                id="duplicate-secret",
+            ),
+            pytest.param(json.dumps(CREDENTIALS).encode("utf-16"), "UTF-8", id="utf-16"),
+            pytest.param(json.dumps(CREDENTIALS).encode("utf-32"), "UTF-8", id="utf-32"),
+            pytest.param(credentials_with('"\xe9"'.encode("latin-1")), "UTF-8", id="latin-1"),
+            pytest.param(credentials_with(b'"\xed\xa0\x80"'), "UTF-8", id="surrogate-bytes"),
+        ],
+    )
+    async def test_json_that_python_tolerates_but_an_api_must_not_is_400(
+        self,
+        http: httpx.AsyncClient,
+        emulator: Emulator,
+        caplog: pytest.LogCaptureFixture,
+        path: str,
+        content: bytes,
+        says: str,
+    ) -> None:
+        response = await post_body(http, path, content)
+        body = api_error(response, 400)
+        assert body["error"] == "invalid_request"
+        assert says in body["message"]
+        assert DEFAULT_API_SECRET not in response.text
+        assert emulator.sessions == []
+        assert emulator.stats.tokens_issued == (0 if path == "auth/token" else 1)
+        assert tracebacks(caplog) == []
+
+    @pytest.mark.parametrize(
+        ("content", "stored"),
+        [
+            pytest.param(b'{"x": ' + b"[" * 63 + b"]" * 63 + b"}", nested(63), id="64-deep"),
+            pytest.param(b'{"x": "\\ud83d\\ude00"}', "\U0001f600", id="surrogate-pair"),
+            pytest.param(b'{"x": 1.7976931348623157e308}', 1.7976931348623157e308, id="max-double"),
+            pytest.param(b'{"x": 1e-400}', 0.0, id="underflow-is-zero"),
+            pytest.param(b'{"x": %d}' % -(10**308), -(10**308), id="-10**308"),
+            pytest.param(b'\xef\xbb\xbf{"x": "bom"}', "bom", id="utf-8-bom"),
+            pytest.param('{"x": "\u00e9\u4e2d"}'.encode(), "\u00e9\u4e2d", id="utf-8"),
+        ],
+    )
+    async def test_strict_json_still_takes_valid_edge_cases(
+        self, http: httpx.AsyncClient, emulator: Emulator, content: bytes, stored: Any
+    ) -> None:
+        response = await post_body(http, "sync/sessions", content)
+        assert response.status_code == 201
+        assert emulator.sessions[0]["x"] == stored
+
+    @BODY_ENDPOINTS
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            b"text/plain",
+            b"application/x-www-form-urlencoded",
+            b"multipart/form-data; boundary=x",
+            b"application/jsonx",
+            b"json",
+            b"",
+            b";",
+            b"\xff\xfe",
+        ],
+    )
+    async def test_a_body_declared_as_anything_but_json_is_415(
+        self, http: httpx.AsyncClient, emulator: Emulator, path: str, content_type: bytes
+    ) -> None:
+        response = await post_body(
+            http, path, json.dumps(CREDENTIALS).encode(), [(b"content-type", content_type)]
+        )
+        assert api_error(response, 415)["error"] == "unsupported_media_type"
+        assert emulator.sessions == []
+
+    @BODY_ENDPOINTS
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            b"application/json",
+            b"Application/JSON",
+            b"application/json; charset=utf-8",
+            b"application/merge-patch+json",
+        ],
+    )
+    async def test_json_content_types_are_taken(
+        self, http: httpx.AsyncClient, path: str, content_type: bytes
+    ) -> None:
+        response = await post_body(
+            http, path, json.dumps(CREDENTIALS).encode(), [(b"content-type", content_type)]
+        )
+        assert response.status_code in {200, 201}
+
+    @pytest.mark.parametrize(
+        ("content", "says"),
+        [
+            (b'{"api_key": ["pk_test_emulator"], "api_secret": "sk_test_emulator"}', "api_key"),
+            (b'{"api_key": "pk_test_emulator", "api_secret": {"sk": 1}}', "api_secret"),
+            (b'{"api_key": "pk_test_emulator", "api_secret": true}', "api_secret"),
+            (b'{"api_key": null, "api_secret": 12}', "api_key, api_secret"),
+            (b"[]", "object"),
+            (b"null", "object"),
+        ],
+    )
+    async def test_wrong_field_types_and_non_objects_are_400(
+        self, http: httpx.AsyncClient, content: bytes, says: str
+    ) -> None:
+        body = api_error(await http.post("auth/token", content=content), 400)
+        assert body["error"] == "invalid_request"
+        assert says in body["message"]
+
+    async def test_an_oversized_session_is_413(
+        self, http: httpx.AsyncClient, emulator: Emulator
+    ) -> None:
+        content = b'{"x": "' + b"a" * (1 << 20) + b'"}'
+        response = await post_body(http, "sync/sessions", content)
+        assert api_error(response, 413)["error"] == "payload_too_large"
+        assert emulator.sessions == []
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [
+            pytest.param(b"", id="empty"),
+            pytest.param(b"\x00", id="nul"),
+            pytest.param(b"Bearer \xff\xfe\x80", id="latin-1"),
+            pytest.param(b"Bearer\tsomething", id="tab"),
+            pytest.param(b"Bearer a.b", id="two-segments"),
+            pytest.param(b"Bearer ..", id="empty-segments"),
+            pytest.param(b"Bearer x y z", id="spaces"),
+            pytest.param(b"Bearer " + b"A" * 1_000_000, id="a-megabyte"),
+            pytest.param(
+                b"Bearer " + base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=") + b".e30.c2ln",
+                id="header-too-deep-for-json",
+            ),
+            pytest.param(
+                b"Bearer " + base64.urlsafe_b64encode(b'{"alg": "none"}').rstrip(b"=") + b".e30.",
+                id="alg-none",
+            ),
+        ],
+    )
+    async def test_a_malformed_authorization_is_401_without_echoing_it(
+        self,
+        http: httpx.AsyncClient,
+        caplog: pytest.LogCaptureFixture,
+        authorization: bytes,
+    ) -> None:
+        response = await http.get("sync/sessions", headers=[(b"authorization", authorization)])
+        body = api_error(response, 401)
+        assert body["error"] == "invalid_token"
+        assert body["message"] in {"Missing bearer token", "Invalid access token"}
+        assert tracebacks(caplog) == []
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [
+            ("GET", "", 404),
+            ("GET", "sync", 404),
+            ("GET", "sync/%ED%A0%80", 404),
+            ("GET", "%ff%fe", 404),
+            ("POST", "x" * 60_000, 404),
+            ("BREW", "auth/token", 405),
+            ("PUT", "auth/token", 405),
+            ("PATCH", "sync/sessions", 405),
+            ("OPTIONS", "sync/sessions", 405),
+        ],
+    )
+    async def test_unknown_paths_and_odd_methods_get_an_error_body(
+        self, http: httpx.AsyncClient, method: str, path: str, status: int
+    ) -> None:
+        response = await http.request(method, path, content=TOO_DEEP_FOR_PYTHON)
+        api_error(response, status)
+
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        endpoint=st.sampled_from(
+            [
+                ("POST", "auth/token"),
+                ("GET", "sync/sessions"),
+                ("POST", "sync/sessions"),
+                ("POST", "sync/conflicts"),
+                ("DELETE", "auth/token"),
+            ]
+        ),
+        content=ANY_BODY,
+        content_type=st.sampled_from([None, b"application/json", b"text/plain"]) | st.binary(),
+    )
+    # The two bodies reported from the field, always tried first.
+    @example(endpoint=("POST", "auth/token"), content=TOO_DEEP_FOR_PYTHON, content_type=None)
+    @example(endpoint=("POST", "auth/token"), content=LONE_SURROGATE_SECRET, content_type=None)
+    async def test_any_body_on_any_endpoint_is_answered_in_strict_json(
+        self,
+        anyio_backend: str,
+        endpoint: tuple[str, str],
+        content: bytes,
+        content_type: bytes | None,
+    ) -> None:
+        method, path = endpoint
+        headers = [] if content_type is None else [(b"content-type", content_type)]
+        async with raw(Emulator()) as http:
+            token = await token_for(http)
+            if path != "auth/token":
+                headers.append((b"authorization", f"Bearer {token}".encode()))
+            response = await http.request(method, path, content=content, headers=headers)
+            # What was accepted is served back as JSON too.
+            listing = await http.get("sync/sessions", headers=bearer(token))
+        assert response.status_code < 500
+        body = strict_json(response.content)
+        if response.status_code >= 400:
+            assert api_error(response, response.status_code) == body
+            assert DEFAULT_API_SECRET not in body["message"]
+            assert token not in body["message"]
+        assert listing.status_code == 200
+        strict_json(listing.content)
+
+
+async def exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes to the server at `url`; its answer, read until it closes."""
+    address = httpx.URL(url)
+    assert address.host
+    assert address.port
+    async with await anyio.connect_tcp(address.host, address.port) as stream:
+        await stream.send(request)
+        received = b""
+        try:
+            while True:
+                received += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+def http_request(body: bytes, *, head: bytes = b"POST /v1/auth/token HTTP/1.1") -> bytes:
+    return (
+        head
+        + b"\r\nHost: emulator\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+class TestHostileInputOverASocket:
+    """Served by uvicorn (h11), the app answers whatever reaches it as it does
+    in-process. HTTP that h11 cannot parse is answered by uvicorn itself, a plain-text
+    400 that closes the connection: the app never sees the request, or (a broken body)
+    sees the client go away."""
+
+    @pytest.mark.parametrize(
+        "content", [TOO_DEEP_FOR_PYTHON, LONE_SURROGATE_SECRET], ids=["100k-[", "surrogate"]
+    )
+    async def test_a_malformed_body_is_a_json_400(
+        self, anyio_backend: str, caplog: pytest.LogCaptureFixture, content: bytes
+    ) -> None:
+        emulator = Emulator()
+        with anyio.fail_after(20):
+            async with serve_emulator(emulator) as url:
+                status, headers, body = await exchange(url, http_request(content))
+        assert (status, headers["content-type"]) == (400, "application/json")
+        assert json.loads(body)["error"] == "invalid_request"
+        assert emulator.stats.token_requests_by_status == {400: 1}
+        assert tracebacks(caplog) == []
+
+    @pytest.mark.parametrize(
+        "request_bytes",
+        [
+            pytest.param(
+                b"POST /v1/auth/token HTTP/1.1\r\nHost: e\r\nContent-Length: x\r\n\r\n", id="length"
+            ),
+            pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="request-line"),
+            pytest.param(b"GET /v1/\xff HTTP/1.1\r\nHost: e\r\n\r\n", id="non-ascii-target"),
+            pytest.param(b"GET /v1/sync/sessions HTTP/1.1\r\n\r\n", id="no-host"),
+            pytest.param(
+                b"POST /v1/auth/token HTTP/1.1\r\nHost: e\r\n"
+                b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+                id="two-lengths",
+            ),
+            pytest.param(b"GET /v1/sync/sessions HTTP/1.1\r\nHost : e\r\n\r\n", id="space-colon"),
+            pytest.param(
+                b"POST /v1/auth/token HTTP/1.1\r\nHost: e\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                id="bad-chunk",
+            ),
+        ],
+    )
+    async def test_malformed_http_is_a_400_from_uvicorn_before_the_app(
+        self, anyio_backend: str, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+    ) -> None:
+        emulator = Emulator()
+        with anyio.fail_after(20):
+            async with serve_emulator(emulator) as url:
+                status, headers, _ = await exchange(url, request_bytes)
+        assert status == 400
+        assert headers["content-type"].startswith("text/plain")  # uvicorn's, not ours
+        assert headers["connection"] == "close"
+        assert 500 not in emulator.stats.token_requests_by_status
+        assert 500 not in emulator.stats.api_requests_by_status
+        assert tracebacks(caplog) == []
 
 
 class TestConstruction:

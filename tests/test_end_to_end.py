@@ -1,6 +1,9 @@
 """The client against the emulator on a real loopback socket (uvicorn, a free port).
 
 uvicorn needs asyncio, so these run on asyncio only; every test has a deadline.
+Every test runs once per HTTP backend of the async client (`http_backend`, set
+through `PINKCLOUDSYNC_HTTP_BACKEND` so no call site changes); the sync twin
+always uses httpx.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ class Clocks:
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
+
+
+@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+def http_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("PINKCLOUDSYNC_HTTP_BACKEND", request.param)
+    return str(request.param)
 
 
 @pytest.fixture

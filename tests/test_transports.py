@@ -142,15 +142,26 @@ class TestProxyAcrossEventLoops:
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
     @PROXY_SETTINGS
     @pytest.mark.parametrize(
-        "loops",
-        [("asyncio", "asyncio", "asyncio"), ("asyncio", "trio", "asyncio"), ("trio", "trio")],
-        ids=["asyncio-asyncio-asyncio", "asyncio-trio-asyncio", "trio-trio"],
+        ("http_backend", "loops"),
+        [
+            ("httpx", ("asyncio", "asyncio", "asyncio")),
+            ("httpx", ("asyncio", "trio", "asyncio")),
+            ("httpx", ("trio", "trio")),
+            ("aiohttp", ("asyncio", "asyncio", "asyncio")),
+        ],
+        ids=[
+            "httpx-asyncio-asyncio-asyncio",
+            "httpx-asyncio-trio-asyncio",
+            "httpx-trio-trio",
+            "aiohttp-asyncio-asyncio-asyncio",
+        ],
     )
     def test_the_async_twin_keeps_working_through_a_proxy(
         self,
         wire: WireAPI,
         monkeypatch: pytest.MonkeyPatch,
         how: str,
+        http_backend: str,
         loops: tuple[str, ...],
     ) -> None:
         client = AsyncPinkCloudSyncClient(
@@ -158,6 +169,7 @@ class TestProxyAcrossEventLoops:
             API_SECRET,
             base_url=PROXIED_BASE,
             allow_insecure_http=True,
+            http_backend=http_backend,
             **_proxied_kwargs(how, wire, monkeypatch),
         )
 
@@ -208,7 +220,7 @@ class TestProxyAcrossEventLoops:
 
 # --------------------------------------- a token endpoint slower than the timeout
 
-TWINS = ["async-asyncio", "async-trio", "sync"]
+TWINS = ["async-asyncio", "async-trio", "async-aiohttp", "sync"]
 CALLS = ["get_token", "list_sessions", "raw"]
 
 
@@ -224,6 +236,9 @@ def _call(twin: str, call: str, wire: WireAPI) -> object:
             except Exception as exc:
                 return exc
 
+    if twin == "async-aiohttp":
+        kwargs["http_backend"] = "aiohttp"
+
     async def run() -> object:
         async with AsyncPinkCloudSyncClient(API_KEY, API_SECRET, **kwargs) as client:
             try:
@@ -233,7 +248,7 @@ def _call(twin: str, call: str, wire: WireAPI) -> object:
             except Exception as exc:
                 return exc
 
-    return run_async(twin.removeprefix("async-"), run)
+    return run_async("trio" if twin == "async-trio" else "asyncio", run)
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -250,3 +265,64 @@ def test_a_token_endpoint_slower_than_the_timeout_is_a_request_timeout(
     assert API_SECRET not in str(outcome)
     # Retries stop at the deadline: nothing is sent that could not finish in time.
     assert wire.seen == [("POST", "/v1/auth/token")]
+
+
+# ------------------------------------------------ what each backend puts on the wire
+
+
+class _HeaderRecorder(BaseHTTPRequestHandler):
+    server: Any
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.seen.append((self.command, self.path, dict(self.headers.items()), body))
+        data = json.dumps(token_body() if self.path.endswith("/auth/token") else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = _record
+
+
+def test_both_backends_send_the_same_request() -> None:
+    recorder = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderRecorder)
+    recorder.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=recorder.serve_forever, daemon=True)
+    thread.start()
+    host, port = recorder.server_address[:2]
+    seen_by: dict[str, list[Any]] = {}
+    try:
+        for backend in ("httpx", "aiohttp"):
+            recorder.seen = []  # type: ignore[attr-defined]
+            client = AsyncPinkCloudSyncClient(
+                API_KEY, API_SECRET, base_url=f"http://{host!s}:{port}/v1", http_backend=backend
+            )
+
+            async def calls(client: AsyncPinkCloudSyncClient = client) -> None:
+                async with client:
+                    await client.get("sync/sessions", params={"q": "a b"})
+                    await client.post("sync/sessions", content=b"raw bytes")
+                    await client.put("sync/sessions", json={"name": "x"}, headers={"X-A": "1"})
+
+            run_async("asyncio", calls)
+            seen_by[backend] = recorder.seen  # type: ignore[attr-defined]
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+        thread.join(TIMEOUT)
+
+    def comparable(seen: list[Any]) -> list[Any]:
+        # Header names' case and order are the backends' own; values and bodies are not.
+        return [
+            (method, path, {k.lower(): v for k, v in headers.items()}, body)
+            for method, path, headers, body in seen
+        ]
+
+    assert comparable(seen_by["aiohttp"]) == comparable(seen_by["httpx"])
+    assert len(seen_by["httpx"]) == 4  # the token request and three calls

@@ -22,24 +22,26 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` whose inner transport follows the event loop.
 
     `factory` builds the inner transport (an `httpx.AsyncHTTPTransport` with the
-    client's options, or a proxy's); it is called once now, and again whenever a
-    request or `aclose()` arrives on an event loop other than the last one. The old
-    loop's transport is let go, not closed: its loop is gone, and so is any way to
-    close its sockets cleanly (the garbage collector does).
+    client's options, a proxy's, or an aiohttp one); it is called now when `eager`
+    (else at first use, on the event loop), and again whenever a request or
+    `aclose()` arrives on an event loop other than the last one. The old loop's
+    transport is let go, not closed: its loop is gone, and so is any way to close its
+    sockets cleanly (the garbage collector does).
     """
 
-    def __init__(self, factory: Callable[[], httpx.AsyncBaseTransport]) -> None:
+    def __init__(self, factory: Callable[[], httpx.AsyncBaseTransport], eager: bool = True) -> None:
         self._factory = factory
-        self.inner = factory()
+        self.inner: httpx.AsyncBaseTransport | None = factory() if eager else None
         self._loop: EventLoopToken | None = None
 
     def _follow(self) -> httpx.AsyncBaseTransport:
         loop = current_token()
-        if loop != self._loop:
-            if self._loop is not None:
-                self.inner = self._factory()
+        inner = self.inner
+        if loop != self._loop or inner is None:
+            if self._loop is not None or inner is None:
+                inner = self.inner = self._factory()
             self._loop = loop
-        return self.inner
+        return inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self._follow().handle_async_request(request)
@@ -57,4 +59,5 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         await self._follow().__aexit__(exc_type, exc_value, traceback)
 
     async def aclose(self) -> None:
-        await self._follow().aclose()
+        if self.inner is not None:  # nothing was ever built: nothing to close
+            await self._follow().aclose()

@@ -14,10 +14,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from .._exceptions import ConfigurationError
+from ._aiohttp import aiohttp_transport_factory
 from ._loop_bound import LoopBoundTransport
 
 __all__ = ["environment_proxies", "with_own_transports"]
@@ -64,15 +67,33 @@ def environment_proxies() -> dict[str, str | None]:
     return mounts
 
 
-def with_own_transports(httpx_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`httpx_kwargs` with the pool and the proxy mounts replaced by loop-bound ones.
+def _factory(
+    backend: str, options: dict[str, Any], proxy: Any = None
+) -> tuple[Callable[[], httpx.AsyncBaseTransport], bool]:
+    """The inner-transport factory for `backend`, and whether to build one at once."""
+    if backend == "aiohttp":
+        # An aiohttp session must be made on its event loop: built at first use.
+        return aiohttp_transport_factory(options, proxy=proxy), False
+    if proxy is None:
+        return functools.partial(httpx.AsyncHTTPTransport, **options), True
+    return functools.partial(httpx.AsyncHTTPTransport, proxy=proxy, **options), True
+
+
+def with_own_transports(httpx_kwargs: dict[str, Any], backend: str = "httpx") -> dict[str, Any]:
+    """`httpx_kwargs` with the pool and the proxy mounts replaced by loop-bound ones
+    of `backend` ("httpx" or "aiohttp").
 
     Consumes `proxy=`; keeps the user's own `transport=` and `mounts=` (theirs win
-    over a proxy mount for the same pattern, as in httpx).
+    over a proxy mount for the same pattern, as in httpx). Raises ConfigurationError
+    for options the backend cannot honour, and for `transport=` with "aiohttp".
     """
     kwargs = dict(httpx_kwargs)
     options = {name: kwargs[name] for name in _TRANSPORT_OPTIONS if name in kwargs}
     user_transport = kwargs.get("transport")
+    if backend != "httpx" and user_transport is not None:
+        raise ConfigurationError(
+            f'http_backend="{backend}" builds the transport: pass it or transport=, not both.'
+        )
     proxy = kwargs.pop("proxy", None)
     if proxy is not None:
         proxies: dict[str, Any] = {"all://": proxy}
@@ -81,16 +102,12 @@ def with_own_transports(httpx_kwargs: dict[str, Any]) -> dict[str, Any]:
     else:
         proxies = {}
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {
-        pattern: None
-        if url is None
-        else LoopBoundTransport(functools.partial(httpx.AsyncHTTPTransport, proxy=url, **options))
+        pattern: None if url is None else LoopBoundTransport(*_factory(backend, options, url))
         for pattern, url in proxies.items()
     }
     mounts.update(kwargs.get("mounts") or {})
     if mounts:
         kwargs["mounts"] = mounts
     if user_transport is None:
-        kwargs["transport"] = LoopBoundTransport(
-            functools.partial(httpx.AsyncHTTPTransport, **options)
-        )
+        kwargs["transport"] = LoopBoundTransport(*_factory(backend, options))
     return kwargs

@@ -30,6 +30,7 @@ import anyio
 import httpx
 
 from .._async_client import AsyncPinkCloudSyncClient
+from .._constants import HTTP_BACKENDS
 from .._exceptions import PinkCloudSyncError, raise_for_api_error
 from .._token_lifecycle import refresh_lead
 from ..testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
@@ -51,14 +52,14 @@ class DemoOptions:
 
     duration: float = 15.0
     concurrency: int = 256  # worker coroutines
-    # In flight at once: the size of httpx's pool. More would only queue inside the
-    # pool, which slows badly with hundreds waiting and lets a request carry a token
-    # revoked while it queued.
+    # In flight at once: the client's pool size, and so its admission limit; the
+    # other workers queue in the client's admission, before they get a token.
     max_in_flight: int = 32
     token_lifetime: int = 4
     refresh_margin: float = 1.0
     revocations: int = 2
     write_every: int = 200  # one request in this many creates a session
+    http_backend: str | None = None  # None: PINKCLOUDSYNC_HTTP_BACKEND, else httpx
 
 
 def add_parser(commands: Commands) -> None:
@@ -83,6 +84,12 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "--revocations", type=int, default=defaults.revocations, help="times every token is revoked"
     )
+    parser.add_argument(
+        "--http-backend",
+        choices=HTTP_BACKENDS,
+        default=defaults.http_backend,
+        help="the async client's HTTP backend (default: PINKCLOUDSYNC_HTTP_BACKEND, else httpx)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         token_lifetime=args.token_lifetime,
         revocations=args.revocations,
+        http_backend=args.http_backend,
     )
     return run_coroutine(run_demo(options, sys.stdout))
 
@@ -126,6 +134,7 @@ class DemoReport:
     revocations: int = 0
     elapsed: float = 0.0
     in_flight_since: dict[int, float] = field(default_factory=dict)  # by request number
+    http_backend: str = ""
 
     @property
     def in_flight(self) -> int:
@@ -174,28 +183,30 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
         max_connections=options.max_in_flight, max_keepalive_connections=options.max_in_flight
     )
     async with serve_emulator(emulator) as url:
-        out.write(
-            f"PinkCloudSync demo: emulator on {url}, tokens live {options.token_lifetime} s; "
-            f"{options.concurrency} coroutines share one client "
-            f"(at most {options.max_in_flight} requests in flight) for {options.duration:g} s, "
-            f"revoking every token {options.revocations} times.\n"
-        )
-        out.flush()
-        async with AsyncPinkCloudSyncClient(
+        client = AsyncPinkCloudSyncClient(
             DEFAULT_API_KEY,
             DEFAULT_API_SECRET,
             base_url=url,
             refresh_margin=options.refresh_margin,
             limits=limits,
-        ) as client:
+            http_backend=options.http_backend,
+        )
+        out.write(
+            f"PinkCloudSync demo: emulator on {url}, tokens live {options.token_lifetime} s; "
+            f"{options.concurrency} coroutines share one client "
+            f"(it admits {client.max_concurrency} requests at once, its pool size; "
+            f"HTTP backend {client.http_backend}) for {options.duration:g} s, "
+            f"revoking every token {options.revocations} times.\n"
+        )
+        out.flush()
+        report.http_backend = client.http_backend
+        async with client:
             start = clock()
             end = start + options.duration
-            gate = anyio.Semaphore(options.max_in_flight)
 
             async def worker() -> None:
                 while clock() < end:
-                    async with gate:
-                        await _one_request(client, report, options.write_every)
+                    await _one_request(client, report, options.write_every)
 
             async with anyio.create_task_group() as workers:
                 for _ in range(options.concurrency):
@@ -298,6 +309,7 @@ def _summarize(options: DemoOptions, emulator: Emulator, report: DemoReport, out
         f"  requests        {report.requests} in {report.elapsed:.1f} s ({rate:.0f}/s), "
         f"{report.writes} of them writes",
         f"  errors          {errors} ({error_text})",
+        f"  HTTP backend    {report.http_backend or 'httpx'}",
         f"  latency         p50 {percentile(latencies, 0.50) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms",
         f"  server answers  {by_status}"

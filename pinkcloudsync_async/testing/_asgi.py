@@ -37,6 +37,7 @@ _ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     429: "rate_limit_exceeded",
     500: "internal_error",
     502: "bad_gateway",

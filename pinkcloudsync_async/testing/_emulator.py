@@ -6,7 +6,6 @@ Plain ASGI on purpose: the app needs no framework, so using it in-process throug
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -22,6 +21,7 @@ import httpx
 from .._async_client import AsyncPinkCloudSyncClient
 from .._sync_client import PinkCloudSyncClient
 from ._asgi import Receive, Reply, Scope, Send, error_reply, header, read_body, reason, send_reply
+from ._request_json import BadJSON, parse_json
 from ._state import (
     EmulatorKey,
     EmulatorStats,
@@ -200,7 +200,7 @@ class Emulator:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"].upper()
         if path == _TOKEN_PATH:
-            reply = await self._token_endpoint(method, receive)
+            reply = await self._token_endpoint(scope, method, receive)
             with self._lock:
                 self.stats.token_requests_by_status[reply.status] += 1
             return reply
@@ -209,7 +209,7 @@ class Emulator:
             self.stats.api_requests_by_status[reply.status] += 1
         return reply
 
-    async def _token_endpoint(self, method: str, receive: Receive) -> Reply:
+    async def _token_endpoint(self, scope: Scope, method: str, receive: Receive) -> Reply:
         with self._lock:
             self.stats.token_requests += 1
         if self.token_latency:
@@ -220,7 +220,7 @@ class Emulator:
             failure = self._token_failures.take()
         if failure is not None:
             return _injected(failure.status, failure.retry_after)
-        body, problem = await _json_object(receive)
+        body, problem = await _json_object(scope, receive)
         if problem is not None:
             return problem
         api_key, api_secret = body.get("api_key"), body.get("api_secret")
@@ -274,7 +274,7 @@ class Emulator:
             with self._lock:
                 sessions = [dict(session) for session in self._sessions.values()]
             return Reply(200, {"sessions": sessions})
-        body, problem = await _json_object(receive)
+        body, problem = await _json_object(scope, receive)
         if problem is not None:
             return problem
         with self._lock:
@@ -324,21 +324,35 @@ def _injected(status: int, retry_after: float | None, message: str | None = None
     )
 
 
-async def _json_object(receive: Receive) -> tuple[dict[str, Any], Reply | None]:
-    """The request body as a JSON object, or the 400/413 reply it deserves."""
+async def _json_object(scope: Scope, receive: Receive) -> tuple[dict[str, Any], Reply | None]:
+    """The request body as a JSON object, or the 400/413/415 reply it deserves."""
     try:
         raw = await read_body(receive)
     except OverflowError:
         return {}, error_reply(413, "Request body is too large")
     if raw is None:
         raw = b""
+    if not _declared_json(header(scope, b"content-type")):
+        # The message does not repeat the header: its value is the client's, anything.
+        return {}, error_reply(415, "Content-Type must be application/json")
     try:
-        data = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        return {}, error_reply(400, "Request body must be JSON")
+        data = parse_json(raw)
+    except BadJSON as refusal:
+        return {}, error_reply(400, str(refusal))
     if not isinstance(data, dict):
         return {}, error_reply(400, f"Request body must be a JSON object, not {_json_kind(data)}")
     return data, None
+
+
+def _declared_json(content_type: str | None) -> bool:
+    # A body sent without a Content-Type is read as JSON, as it always was; a declared
+    # type must be application/json or a structured +json type, whatever its parameters.
+    if content_type is None:
+        return True
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def _json_kind(value: Any) -> str:

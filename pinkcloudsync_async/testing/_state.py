@@ -165,6 +165,12 @@ class TokenIssuer:
         self._clock = clock
         self._serial = 0
         self._valid_from_serial = 0  # tokens below it were revoked
+        # Every token issued starts with this same header segment. Anything else is not
+        # ours and is refused before PyJWT parses its header, which it reads as JSON
+        # before checking the signature: older PyJWT releases (2.8, which we allow) let
+        # the RecursionError of a deeply nested header escape, a 500.
+        sample = jwt.encode({}, self._signing_key, algorithm="HS256")
+        self._header_segment = sample.partition(".")[0]
 
     def issue(self, key: EmulatorKey, lifetime: int) -> str:
         now = self._clock()
@@ -184,6 +190,9 @@ class TokenIssuer:
 
     def verify(self, token: str) -> tuple[dict[str, Any] | None, str]:
         """The token's claims, or None and the reason it is refused."""
+        header_segment, dot, _ = token.partition(".")
+        if header_segment != self._header_segment or not dot:
+            return None, "Invalid access token"
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
