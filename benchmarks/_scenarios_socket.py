@@ -37,10 +37,13 @@ FLOOR = client.RAW_AIOHTTP
 
 def _python(module: str, *args: str, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
     # `-m` from the repository root: this checkout's package, not an installed one.
+    # "Ours, default" means the default backend, whatever this shell's environment says.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PINKCLOUDSYNC_HTTP_BACKEND", None)
     return subprocess.Popen(  # noqa: S603 - our own interpreter, our own modules
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
