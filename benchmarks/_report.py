@@ -193,6 +193,44 @@ def _footprint(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _fleet(data: dict[str, Any]) -> list[str]:
+    lines = ["### 8. A fleet sharing one token through Redis", ""]
+    if "skipped" in data:
+        return [*lines, f"Skipped: {data['skipped']}.", ""]
+    expiry = data["expiry"]
+    lines += [
+        f"{data['processes']} processes x {data['tasks']} coroutines; token requests made "
+        f"fleet-wide. Expiry: {expiry['lifetime']} s tokens refreshed {expiry['margin']} s "
+        f"early, {expiry['duration']} s of calls.",
+        "",
+    ]
+    flows = [name for name in data if isinstance(data[name], dict) and "cold" in data[name]]
+    lines += _table(
+        ["", "cold start", "second wave", "expiry run", "revocation", "failed calls"],
+        [
+            [
+                name,
+                str(data[name]["cold"]),
+                str(data[name]["second_wave"]),
+                str(data[name]["expiry"]["token_requests"]),
+                str(data[name]["revocation"]),
+                str(data[name]["failed_calls"] + data[name]["expiry"]["failed_calls"]),
+            ]
+            for name in flows
+        ],
+    )
+    down = data["redis_down"]
+    lines += [
+        "",
+        f"Redis stopped: {down['token_requests']} token requests, {down['failed_calls']} "
+        f"failed calls, slowest first call {down['first_call_max_s']:.3f} s.",
+        "",
+    ]
+    return lines + _overhead(
+        "8b. Per-request cost with the store (warm), MockTransport", data["overhead"], None
+    )
+
+
 def _socket_cpu(row: dict[str, Any], n: int) -> str:
     text = f"{_num(row['cpu_us'], 0)} ({_num(row['cpu_us_min'], 0)}-{_num(row['cpu_us_max'], 0)})"
     if row["cut_off"]:
@@ -256,7 +294,7 @@ def _socket_goals(levels: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
 def _socket(data: dict[str, Any], plot_link: str | None) -> list[str]:
     v = data["versions"]
     lines = [
-        "### 8. Client CPU per request, loopback socket",
+        "### 9. Client CPU per request, loopback socket",
         "",
         "GETs on keep-alive loopback connections to a minimal HTTP/1.1 server in another "
         "process (`benchmarks/_socket_server.py`, a bare `asyncio.Protocol`). Each variant "
@@ -335,6 +373,8 @@ def render(results: dict[str, Any]) -> str:
             lines += [f"![latency across a token refresh]({results['plot_link']})", ""]
     if "footprint" in s:
         lines += _footprint(s["footprint"])
+    if "fleet" in s:
+        lines += _fleet(s["fleet"])
     if "socket" in s:
         lines += _socket(s["socket"], results.get("socket_plot_link"))
     if results["failures"]:

@@ -1,4 +1,4 @@
-"""Scenario 8: client CPU per request and throughput on a real loopback socket.
+"""Scenario 9: client CPU per request and throughput on a real loopback socket.
 
 Four variants (`_socket_client.LABELS`) make GETs on keep-alive connections to a
 minimal server in another process (`_socket_server`), at each concurrency. Each
@@ -247,7 +247,7 @@ def versions() -> dict[str, str]:
 def socket_scenario(
     concurrencies: tuple[int, ...], n: int, rounds: int, pool: int, cap_s: float
 ) -> dict[str, Any]:
-    """Scenario 8: every concurrency, every variant; the raw rounds and the summary."""
+    """Scenario 9: every concurrency, every variant; the raw rounds and the summary."""
     server = Server()
     levels = []
     try:

@@ -1,4 +1,4 @@
-"""`python -m benchmarks`: every scenario of issue 6, side by side, as ratios.
+"""`python -m benchmarks`: every scenario of issues 6 and 10, side by side, as ratios.
 
 Prints a Markdown table, writes it and the raw numbers to files, saves the refresh
 plot, and exits 1 if any of our storms made more than one token request or ended
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _flows
+from . import _scenarios_fleet as fleet
 from . import _scenarios_footprint as footprint
 from . import _scenarios_overhead as overhead
 from . import _scenarios_refresh as refresh
@@ -35,6 +36,7 @@ SCENARIOS = (
     "failure",
     "refresh",
     "footprint",
+    "fleet",
     "socket",
 )
 OVERHEAD_GOAL = 1.03
@@ -50,6 +52,9 @@ FULL = {
     "storm_token_latency": 0.01,
     "storm_cap": 60.0,
     "import_runs": 15,
+    "fleet_processes": 8,
+    "fleet_tasks": 50,
+    "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 6.0},
     "socket_concurrency": (1, 10, 100, 1_000, 10_000),
     "socket_n": 3_000,
     "socket_rounds": 5,
@@ -66,12 +71,15 @@ QUICK = {
     "storm_token_latency": 0.01,
     "storm_cap": 20.0,
     "import_runs": 5,
+    "fleet_processes": 4,
+    "fleet_tasks": 20,
+    "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 4.0},
     "socket_concurrency": (1, 100),
     "socket_n": 1_000,
     "socket_rounds": 2,
     "socket_cap_s": 15.0,
 }
-# Scenario 8: every variant's connection pool (httpx's default max_connections).
+# Scenario 9: every variant's connection pool (httpx's default max_connections).
 SOCKET_POOL = 100
 # Scenario 6: one early refresh per flow; the same in both modes.
 REFRESH = {
@@ -265,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             "imports": footprint.import_times(settings["import_runs"]),
             "memory": footprint.client_memory(),
         }
+    if "fleet" in chosen:
+        _progress("scenario 8: a fleet of processes sharing a token through Redis")
+        scenarios["fleet"] = fleet.fleet(settings)
+        failures.extend(f"fleet: {problem}" for problem in fleet.check(scenarios["fleet"]))
     if "socket" in chosen:
-        _progress("scenario 8: client CPU per request on a loopback socket")
+        _progress("scenario 9: client CPU per request on a loopback socket")
         data = socket_scenario.socket_scenario(
             settings["socket_concurrency"],
             settings["socket_n"],

@@ -36,6 +36,7 @@ __all__ = [
     "SyncAdmission",
     "admission_timeout",
     "admission_timeout_error",
+    "fit_after_wait",
 ]
 
 
@@ -62,11 +63,23 @@ def admission_timeout_error(limit: int, waited: float) -> RequestTimeoutError:
     )
 
 
-class _AsyncWaiter:
-    __slots__ = ("event", "gave_up", "granted")
+def fit_after_wait(extensions: dict[str, Any]) -> None:
+    """Give a request that waited in the queue only what is left of its deadline.
 
-    def __init__(self) -> None:
+    Its first attempt would otherwise leave with every phase of its timeout whole.
+    Raises RequestTimeoutError when nothing is left.
+    """
+    deadline = extensions.get(DEADLINE_EXTENSION)
+    if deadline is not None:
+        deadline.fit(extensions, "while it waited for admission")
+
+
+class _AsyncWaiter:
+    __slots__ = ("event", "gave_up", "generation", "granted")
+
+    def __init__(self, generation: int) -> None:
         self.event = anyio.Event()
+        self.generation = generation
         self.granted = False
         self.gave_up = False
 
@@ -80,15 +93,35 @@ class AsyncAdmission:
         self._waiters: collections.deque[_AsyncWaiter] = collections.deque()
         self._queued = 0  # waiters that have neither been granted nor given up
         self._loop: EventLoopToken | None = None
+        # Bumped when a new event loop starts afresh: a slot taken on an older loop
+        # (a streamed response left open there) is no longer counted, so its late
+        # release must not free one of this loop's.
+        self.generation = 0
 
     @property
     def waiting(self) -> int:
         """Requests queued now."""
         return self._queued
 
+    def _follow_loop(self) -> None:
+        # On every acquisition, the fast path's too: a request admitted on a new
+        # loop before the first one that queues must be counted after the reset.
+        loop = current_token()
+        if loop != self._loop:
+            if self._loop is not None:
+                # Requests of a finished event loop can never release their slots
+                # nor wake here: start this loop with an empty queue.
+                self.in_use, self._waiters, self._queued = 0, collections.deque(), 0
+                self.generation += 1
+            self._loop = loop
+
     def try_acquire(self) -> bool:
-        """Take a free slot if one is free and nobody queues: the per-request fast path."""
+        """Take a free slot if one is free and nobody queues: the per-request fast path.
+
+        The slot belongs to `generation` as it is right after the call.
+        """
         if self.in_use < self.limit and not self._waiters:
+            self._follow_loop()  # a reset leaves every slot free
             self.in_use += 1
             return True
         return False
@@ -97,21 +130,14 @@ class AsyncAdmission:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
 
         Raises RequestTimeoutError when the wait runs out; cancellation while
-        queued leaves the queue and the count as they were.
+        queued leaves the queue and the count as they were. The slot belongs to
+        `generation` as it is when this returns.
         """
-        if self.try_acquire():
+        self._follow_loop()
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
             return
-        loop = current_token()
-        if loop != self._loop:
-            if self._loop is not None:
-                # Requests of a finished event loop can never release their slots
-                # nor wake here: start this loop with an empty queue.
-                self.in_use, self._waiters, self._queued = 0, collections.deque(), 0
-            self._loop = loop
-            if self.in_use < self.limit:
-                self.in_use += 1
-                return
-        waiter = _AsyncWaiter()
+        waiter = _AsyncWaiter(self.generation)
         self._waiters.append(waiter)
         self._queued += 1
         try:
@@ -126,13 +152,19 @@ class AsyncAdmission:
 
     def _give_up(self, waiter: _AsyncWaiter) -> None:
         if waiter.granted:
-            self.release()  # handed a slot as it gave up: pass it on
-        else:
+            self.release(waiter.generation)  # handed a slot as it gave up: pass it on
+        elif waiter.generation == self.generation:  # (else a reset dropped it already)
             waiter.gave_up = True  # skipped by the next release
             self._queued -= 1
 
-    def release(self) -> None:
-        """Give a slot back: to the oldest waiter still waiting, else to the pool."""
+    def release(self, generation: int | None = None) -> None:
+        """Give a slot back: to the oldest waiter still waiting, else to the pool.
+
+        `generation`: the one the slot was taken in (None: the current one); a slot
+        of an event loop that came before the last reset is not counted any more.
+        """
+        if generation is not None and generation != self.generation:
+            return
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
@@ -169,26 +201,39 @@ class SyncAdmission:
         """Threads queued now."""
         return self._queued
 
-    def acquire(self, patience: float | None) -> None:
+    def acquire(self, patience: float | None) -> bool:
         """Take a slot; wait at most `patience` seconds (None: no limit) for one.
 
-        Raises RequestTimeoutError when the wait runs out.
+        Returns True when it had to wait. Raises RequestTimeoutError when the wait
+        runs out; an exception raised in the wait (KeyboardInterrupt) leaves the
+        queue and the count as they were.
         """
         with self._lock:
             if self.in_use < self.limit and not self._waiters:
                 self.in_use += 1
-                return
+                return False
             waiter = _SyncWaiter()
             self._waiters.append(waiter)
             self._queued += 1
-        if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
-            return
+        try:
+            if waiter.lock.acquire(timeout=-1 if patience is None else max(patience, 0.0)):
+                return True
+        except BaseException:  # KeyboardInterrupt: the signal reached this thread
+            if not self._give_up(waiter):
+                self.release()  # handed a slot as it left: pass it on
+            raise
+        if not self._give_up(waiter):
+            return True  # granted in the instant the wait ran out: the slot is ours
+        raise admission_timeout_error(self.limit, patience or 0.0)
+
+    def _give_up(self, waiter: _SyncWaiter) -> bool:
+        """Leave the queue unless already granted; False when granted."""
         with self._lock:
-            if not waiter.granted:
-                waiter.gave_up = True
-                self._queued -= 1
-                raise admission_timeout_error(self.limit, patience or 0.0)
-        # Granted in the instant the wait ran out: the slot is ours after all.
+            if waiter.granted:
+                return False
+            waiter.gave_up = True  # skipped by the next release
+            self._queued -= 1
+            return True
 
     def release(self) -> None:
         """Give a slot back: to the oldest waiter still waiting, else to the pool."""

@@ -13,16 +13,22 @@ admitted, so a long queue never sends a token that died while it waited.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedAsyncStream, AsyncAdmission, admission_timeout
+from ._admission import (
+    AdmittedAsyncStream,
+    AsyncAdmission,
+    admission_timeout,
+    fit_after_wait,
+)
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -45,6 +51,9 @@ from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
 
+if TYPE_CHECKING:
+    from .stores import TokenStore
+
 __all__ = ["AsyncPinkCloudSyncClient"]
 
 
@@ -62,6 +71,8 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     own `transport=`; None: no limit). `http_backend`: "httpx" (default) or
     "aiohttp" (asyncio only, the `[aiohttp]` extra); argument >
     `PINKCLOUDSYNC_HTTP_BACKEND` > "httpx". Raises ConfigurationError for bad settings.
+    `token_store` (a `pinkcloudsync_async.stores.TokenStore`; default: from
+    `PINKCLOUDSYNC_REDIS_URL`, else in-process) shares the token with a fleet.
     """
 
     def __init__(
@@ -78,6 +89,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         max_concurrency: int | None = DEFAULT,
         http_backend: str | None = None,
+        token_store: TokenStore | None = None,
         _clock: Callable[[], float] = time.monotonic,
         _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         **httpx_kwargs: Any,
@@ -92,15 +104,21 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             retry_backoff_base=retry_backoff_base,
             retry_backoff_max=retry_backoff_max,
             max_retry_after=max_retry_after,
+            token_store=token_store,
             httpx_kwargs=httpx_kwargs,
         )
         self._clock = _clock
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
-        self.http_backend = resolve_http_backend(http_backend)
+        # The environment picks the backend of a transport the client builds: with
+        # your own `transport=` it does not apply (an argument wins over it).
+        own = "transport" in httpx_kwargs
+        self.http_backend = resolve_http_backend(http_backend, {} if own else None)
         limit = admission_limit(max_concurrency, httpx_kwargs)
         self._admission = None if limit is None else AsyncAdmission(limit)
+        # A store built from the environment is the client's to close; one given is not.
+        self._owned_store = parts.token_store if parts.owns_store else None
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
@@ -141,7 +159,22 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         try:
             await self._tokens.__aexit__(exc_type, exc_value, traceback)
         finally:
-            await super().__aexit__(exc_type, exc_value, traceback)
+            try:
+                await super().__aexit__(exc_type, exc_value, traceback)
+            finally:
+                await self._close_store()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, and the token store if the client built it."""
+        try:
+            await super().aclose()
+        finally:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        store, self._owned_store = self._owned_store, None
+        if store is not None:
+            await store.aclose()
 
     async def send(
         self,
@@ -181,19 +214,24 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             return await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        if not admission.try_acquire():
+        queued = not admission.try_acquire()
+        if queued:
             await admission.acquire(admission_timeout(request.extensions))
+        generation = admission.generation  # the slot's: it may outlive its event loop
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = await self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
         except BaseException:
-            admission.release()
+            admission.release(generation)
             raise
         if stream and not response.is_closed:  # (a transport may hand it over read)
-            response.stream = AdmittedAsyncStream(response.stream, admission.release)  # type: ignore[arg-type]
+            release = functools.partial(admission.release, generation)
+            response.stream = AdmittedAsyncStream(response.stream, release)  # type: ignore[arg-type]
         else:
-            admission.release()
+            admission.release(generation)
         return response
 
     async def _send_handling_retries(

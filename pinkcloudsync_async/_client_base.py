@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from ._config import Settings, resolve_settings
+from ._config import Settings, resolve_settings, resolve_token_store
 from ._constants import (
     ATTEMPTS_EXTENSION,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -26,7 +26,10 @@ from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api
 from ._models import SessionList
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
-from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
+from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenFetcher, TokenSource
+
+if TYPE_CHECKING:
+    from .stores import TokenStore
 
 __all__ = [
     "DEFAULT",
@@ -87,10 +90,18 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 
 class ClientParts:
     """What both twins are built from: resolved settings, the retry policy, the
-    httpx options to pass on (timeout defaulted, base URL resolved) and the default
-    timeout that makes no deadline (None when the user set one)."""
+    httpx options to pass on (timeout defaulted, base URL resolved), the default
+    timeout that makes no deadline (None when the user set one), and the token
+    store (None: in-process) with whether the client owns it (closes it)."""
 
-    __slots__ = ("default_timeout", "httpx_kwargs", "policy", "settings")
+    __slots__ = (
+        "default_timeout",
+        "httpx_kwargs",
+        "owns_store",
+        "policy",
+        "settings",
+        "token_store",
+    )
 
     def __init__(
         self,
@@ -98,11 +109,15 @@ class ClientParts:
         policy: RetryPolicy,
         httpx_kwargs: dict[str, Any],
         default_timeout: dict[str, Any] | None,
+        token_store: TokenStore | None = None,
+        owns_store: bool = False,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.httpx_kwargs = httpx_kwargs
         self.default_timeout = default_timeout
+        self.token_store = token_store
+        self.owns_store = owns_store
 
     def token_source(
         self,
@@ -111,10 +126,11 @@ class ClientParts:
         build_request: RequestFactory,
         send: SyncSender | None = None,
         asend: AsyncSender | None = None,
-    ) -> TokenSource:
-        """The token source for these settings, sending through the given layer."""
+    ) -> TokenFetcher:
+        """The token source for these settings, sending through the given layer;
+        with a token store, the store's source wrapping it."""
         settings = self.settings
-        return TokenSource(
+        source = TokenSource(
             api_key=settings.api_key,
             api_secret=settings.api_secret,
             token_url=settings.base_url.join(TOKEN_PATH),
@@ -123,6 +139,22 @@ class ClientParts:
             build_request=build_request,
             send=send,
             asend=asend,
+        )
+        if self.token_store is None:
+            return source
+        from .stores._fleet import lock_ttl  # only a client with a store pays the import
+
+        policy = self.policy
+        return self.token_store.bind(
+            source,
+            base_url=str(settings.base_url),
+            api_key=settings.api_key,
+            lock_ttl=lock_ttl(
+                httpx.Timeout(self.httpx_kwargs["timeout"]).as_dict(),
+                attempts=policy.max_retries + 1,
+                backoff_max=policy.backoff_max,
+            ),
+            clock=clock,
         )
 
 
@@ -137,6 +169,7 @@ def build_parts(
     retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE,
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    token_store: TokenStore | None = None,
     httpx_kwargs: dict[str, Any],
 ) -> ClientParts:
     """Resolve the configuration (argument > environment > default) into parts."""
@@ -166,7 +199,8 @@ def build_parts(
         kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
         default_timeout = DEFAULT_TIMEOUT.as_dict()
     kwargs["base_url"] = settings.base_url
-    return ClientParts(settings, policy, kwargs, default_timeout)
+    store, owns_store = resolve_token_store(token_store)
+    return ClientParts(settings, policy, kwargs, default_timeout, store, owns_store)
 
 
 def parse_session_list(response: httpx.Response) -> SessionList:

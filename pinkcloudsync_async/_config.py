@@ -7,11 +7,13 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
 
 from ._constants import (
+    ALLOW_UNENCRYPTED_ENV,
     API_KEY_ENV,
     API_SECRET_ENV,
     BASE_URL_ENV,
@@ -19,10 +21,21 @@ from ._constants import (
     DEFAULT_HTTP_BACKEND,
     HTTP_BACKEND_ENV,
     HTTP_BACKENDS,
+    REDIS_URL_ENV,
+    TOKEN_ENCRYPTION_KEY_ENV,
 )
 from ._exceptions import ConfigurationError
 
-__all__ = ["Settings", "is_loopback_host", "resolve_http_backend", "resolve_settings"]
+if TYPE_CHECKING:
+    from .stores import TokenStore
+
+__all__ = [
+    "Settings",
+    "is_loopback_host",
+    "resolve_http_backend",
+    "resolve_settings",
+    "resolve_token_store",
+]
 
 
 @dataclass(frozen=True)
@@ -132,3 +145,30 @@ def resolve_http_backend(argument: str | None, environ: Mapping[str, str] | None
             f"{source} must be one of {', '.join(map(repr, HTTP_BACKENDS))}, not {shown!r}."
         )
     return value.strip().lower()
+
+
+def resolve_token_store(
+    token_store: TokenStore | None, environ: Mapping[str, str] | None = None
+) -> tuple[TokenStore | None, bool]:
+    """The client's token store, and whether the client owns (and so closes) it.
+
+    Precedence: `token_store=` > `PINKCLOUDSYNC_REDIS_URL` (with
+    `PINKCLOUDSYNC_TOKEN_ENCRYPTION_KEY`, or `PINKCLOUDSYNC_TOKEN_STORE_UNENCRYPTED=1`)
+    > none (the token in the client's own memory). A store given is the caller's;
+    one built from the environment is the client's.
+    """
+    if token_store is not None:
+        if not callable(getattr(token_store, "bind", None)):
+            raise ConfigurationError(
+                f"token_store must be a TokenStore, not {type(token_store).__name__}."
+            )
+        return token_store, False
+    env = os.environ if environ is None else environ
+    url = env.get(REDIS_URL_ENV, "").strip()
+    if not url:
+        return None, False
+    from .stores import RedisTokenStore
+
+    key = env.get(TOKEN_ENCRYPTION_KEY_ENV, "").strip() or None
+    allow = env.get(ALLOW_UNENCRYPTED_ENV, "").strip().lower() in {"1", "true", "yes"}
+    return RedisTokenStore.from_url(url, encryption_key=key, allow_unencrypted=allow), True

@@ -6,6 +6,7 @@ from __future__ import annotations
 # neither httpx nor an event loop (the clients build httpx.Timeout from these).
 
 __all__ = [
+    "ALLOW_UNENCRYPTED_ENV",
     "API_KEY_ENV",
     "API_SECRET_ENV",
     "ATTEMPTS_EXTENSION",
@@ -26,8 +27,10 @@ __all__ = [
     "IDEMPOTENT_EXTENSION",
     "LOGGER_NAME",
     "MAX_RETRIES_EXTENSION",
+    "REDIS_URL_ENV",
     "REFRESH_FAILURE_BACKOFF_BASE",
     "REFRESH_FAILURE_BACKOFF_MAX",
+    "TOKEN_ENCRYPTION_KEY_ENV",
     "TOKEN_PATH",
 ]
 
@@ -37,6 +40,10 @@ TOKEN_PATH = "auth/token"  # noqa: S105
 API_KEY_ENV = "PINKCLOUDSYNC_API_KEY"
 API_SECRET_ENV = "PINKCLOUDSYNC_API_SECRET"  # noqa: S105
 BASE_URL_ENV = "PINKCLOUDSYNC_BASE_URL"
+# A fleet's token store, the twelve-factor way: the URL makes every client share.
+REDIS_URL_ENV = "PINKCLOUDSYNC_REDIS_URL"
+TOKEN_ENCRYPTION_KEY_ENV = "PINKCLOUDSYNC_TOKEN_ENCRYPTION_KEY"  # noqa: S105
+ALLOW_UNENCRYPTED_ENV = "PINKCLOUDSYNC_TOKEN_STORE_UNENCRYPTED"
 
 # The API guide's own sample client refreshes 5 minutes before the stated expiry.
 DEFAULT_REFRESH_MARGIN = 300.0

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
-from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout
+from ._admission import AdmittedSyncStream, SyncAdmission, admission_timeout, fit_after_wait
 from ._auth import PinkCloudSyncAuth, is_replayable
 from ._client_base import (
     DEFAULT,
@@ -29,6 +30,7 @@ from ._client_base import (
     build_parts,
     parse_session_list,
 )
+from ._config import resolve_http_backend
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -41,6 +43,9 @@ from ._exceptions import ConfigurationError
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
+
+if TYPE_CHECKING:
+    from .stores import TokenStore
 
 __all__ = ["PinkCloudSyncClient"]
 
@@ -55,6 +60,8 @@ class PinkCloudSyncClient(httpx.Client):
     order before they get a token (default: the pool's `max_connections`, 100; no
     limit with your own `transport=`; None: no limit). `http_backend`: "httpx" only
     (aiohttp is asynchronous; `PINKCLOUDSYNC_HTTP_BACKEND` is for the async client).
+    `token_store` (a `pinkcloudsync_async.stores.TokenStore`; default: from
+    `PINKCLOUDSYNC_REDIS_URL`, else in-process) shares the token with a fleet.
     """
 
     def __init__(
@@ -71,11 +78,14 @@ class PinkCloudSyncClient(httpx.Client):
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         max_concurrency: int | None = DEFAULT,
         http_backend: str | None = None,
+        token_store: TokenStore | None = None,
         _clock: Callable[[], float] = time.monotonic,
         _sleep: Callable[[float], None] = time.sleep,
         **httpx_kwargs: Any,
     ) -> None:
-        if http_backend not in (None, "httpx"):
+        # Spelt as the async client accepts it (any case, spaces); the environment
+        # variable is for the async client.
+        if http_backend is not None and resolve_http_backend(http_backend, {}) != "httpx":
             raise ConfigurationError(
                 f"PinkCloudSyncClient has one HTTP backend, 'httpx', not {http_backend!r}: "
                 'http_backend="aiohttp" is for AsyncPinkCloudSyncClient.'
@@ -90,6 +100,7 @@ class PinkCloudSyncClient(httpx.Client):
             retry_backoff_base=retry_backoff_base,
             retry_backoff_max=retry_backoff_max,
             max_retry_after=max_retry_after,
+            token_store=token_store,
             httpx_kwargs=httpx_kwargs,
         )
         self._clock = _clock
@@ -99,6 +110,8 @@ class PinkCloudSyncClient(httpx.Client):
         self.http_backend = "httpx"
         limit = admission_limit(max_concurrency, httpx_kwargs)
         self._admission = None if limit is None else SyncAdmission(limit)
+        # A store built from the environment is the client's to close; one given is not.
+        self._owned_store = parts.token_store if parts.owns_store else None
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
@@ -120,6 +133,29 @@ class PinkCloudSyncClient(httpx.Client):
     def auth(self, value: Any) -> None:
         if value is not getattr(self, "_pcs_auth", None):
             raise AttributeError("The client's auth is its PinkCloudSyncAuth.")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._close_store()
+
+    def close(self) -> None:
+        """Close the connection pool, and the token store if the client built it."""
+        try:
+            super().close()
+        finally:
+            self._close_store()
+
+    def _close_store(self) -> None:
+        store, self._owned_store = self._owned_store, None
+        if store is not None:
+            store.close()
 
     def send(
         self,
@@ -159,8 +195,10 @@ class PinkCloudSyncClient(httpx.Client):
             return self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        admission.acquire(admission_timeout(request.extensions))
+        queued = admission.acquire(admission_timeout(request.extensions))
         try:
+            if queued:
+                fit_after_wait(request.extensions)
             response = self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )

@@ -18,6 +18,7 @@ from ._models import AccessToken, TokenClaims, TokenResponse
 from ._token_lifecycle import effective_lifetime, refresh_lead
 
 __all__ = [
+    "build_access_token",
     "decode_claims",
     "describe_validation_error",
     "redact",
@@ -110,18 +111,41 @@ def token_from_response(
             f"The token response is invalid: {describe_validation_error(exc)}.",
             response=response,
         ) from None
-    raw = payload.access_token.get_secret_value()
-    claims = decode_claims(raw)
+    claims = decode_claims(payload.access_token.get_secret_value())
     lifetime = effective_lifetime(payload.expires_in, iat=claims.iat, exp=claims.exp)
     expires_at = sent_at + lifetime
-    return AccessToken(
-        access_token=payload.access_token,
+    return build_access_token(
+        payload.access_token,
         token_type=payload.token_type,
-        claims=claims,
         expires_in=payload.expires_in,
+        claims=claims,
         lifetime=lifetime,
-        obtained_at=sent_at,
         expires_at=expires_at,
         refresh_at=expires_at - refresh_lead(lifetime, refresh_margin),
+    )
+
+
+def build_access_token(
+    access_token: SecretStr,
+    *,
+    token_type: str,
+    expires_in: int,
+    claims: TokenClaims,
+    lifetime: float,
+    expires_at: float,
+    refresh_at: float,
+) -> AccessToken:
+    """An `AccessToken` timed on this process's monotonic clock: `expires_at` and
+    `refresh_at` are monotonic seconds; it was obtained `lifetime` before expiry."""
+    raw = access_token.get_secret_value()
+    return AccessToken(
+        access_token=access_token,
+        token_type=token_type,
+        claims=claims,
+        expires_in=expires_in,
+        lifetime=lifetime,
+        obtained_at=expires_at - lifetime,
+        expires_at=expires_at,
+        refresh_at=refresh_at,
         authorization=SecretStr(f"Bearer {raw}"),
     )

@@ -23,7 +23,7 @@ from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
-from ._token_source import TokenSource, log_advisory_failure
+from ._token_source import TokenFetcher, log_advisory_failure
 
 __all__ = ["AsyncTokenFlights"]
 
@@ -46,13 +46,14 @@ def _done_event(flight: Flight[AccessToken]) -> anyio.Event:
 class AsyncTokenFlights:
     """Lead, wait for, or run in the background the token requests of an event loop.
 
-    `source` performs token requests; `clock` is monotonic seconds. Deadlines are
-    `Deadline`s (None: no limit); a spent one raises `RequestTimeoutError`.
+    `source` performs token requests (a `TokenSource`, or a token store's); `clock`
+    is monotonic seconds. Deadlines are `Deadline`s (None: no limit); a spent one
+    raises `RequestTimeoutError`.
     """
 
     def __init__(
         self,
-        source: TokenSource,
+        source: TokenFetcher,
         *,
         clock: Callable[[], float],
         lifecycle: TokenLifecycle[AccessToken] | None = None,
@@ -77,6 +78,7 @@ class AsyncTokenFlights:
     def invalidate(self, token: AccessToken) -> None:
         """The API refused `token` (401): drop it unless a newer one replaced it."""
         self.lifecycle.invalidate(token)
+        self.source.refused(token)  # a token store forgets it fleet-wide
 
     async def get(self, deadline: Deadline | None = None) -> AccessToken:
         """A valid token: the held one, or the outcome of the (shared) token request."""

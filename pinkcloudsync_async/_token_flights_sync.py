@@ -13,7 +13,7 @@ from ._deadline import Deadline
 from ._exceptions import RequestTimeoutError
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
-from ._token_source import TokenSource, log_advisory_failure
+from ._token_source import TokenFetcher, log_advisory_failure
 
 __all__ = ["SyncTokenFlights"]
 
@@ -21,14 +21,15 @@ __all__ = ["SyncTokenFlights"]
 class SyncTokenFlights:
     """Lead or wait for the token requests of a thread pool.
 
-    `source` performs token requests; `clock` is monotonic seconds. Deadlines are
-    `Deadline`s (None: no limit); a spent one raises `RequestTimeoutError`.
+    `source` performs token requests (a `TokenSource`, or a token store's); `clock`
+    is monotonic seconds. Deadlines are `Deadline`s (None: no limit); a spent one
+    raises `RequestTimeoutError`.
     An early refresh is carried by the one thread that noticed it.
     """
 
     def __init__(
         self,
-        source: TokenSource,
+        source: TokenFetcher,
         *,
         clock: Callable[[], float],
         lifecycle: TokenLifecycle[AccessToken] | None = None,
@@ -51,6 +52,8 @@ class SyncTokenFlights:
         """The API refused `token` (401): drop it unless a newer one replaced it."""
         with self._lock:
             self.lifecycle.invalidate(token)
+        self.source.refused(token)  # a token store forgets it fleet-wide
+        self.source.refused(token)  # a token store forgets it fleet-wide
 
     def get(self, deadline: Deadline | None = None) -> AccessToken:
         """A valid token: the held one, or the outcome of the (shared) token request."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -27,6 +28,7 @@ __all__ = [
     "AsyncSender",
     "RequestFactory",
     "SyncSender",
+    "TokenFetcher",
     "TokenSource",
     "log_advisory_failure",
     "token_request_error",
@@ -78,6 +80,21 @@ def log_advisory_failure(error: Exception, wait: float) -> None:
         error,
         max(0.0, wait),
     )
+
+
+class TokenFetcher(Protocol):
+    """What the token flights call for a new token: a `TokenSource`, or a token
+    store's source wrapping one (see `pinkcloudsync_async.stores`)."""
+
+    async def afetch(
+        self, deadline: Deadline | None, *, held: AccessToken | None = None
+    ) -> AccessToken: ...
+
+    def fetch(
+        self, deadline: Deadline | None, *, held: AccessToken | None = None
+    ) -> AccessToken: ...
+
+    def refused(self, token: AccessToken) -> None: ...
 
 
 class TokenSource:
@@ -136,6 +153,9 @@ class TokenSource:
         except httpx.TransportError as exc:
             raise token_request_error(exc, request, deadline) from exc
         return self._read(response, sent_at, held)
+
+    def refused(self, token: AccessToken) -> None:
+        """The API refused `token` (401). Nothing to forget here: the flights drop it."""
 
     def _request(self, deadline: Deadline | None) -> httpx.Request:
         request = self._build_request(

@@ -8,14 +8,20 @@ and cancelling queued callers at the worst moment leaves the client whole.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import random
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from fakes import API_KEY, API_SECRET, token_body
+from fakes import API_KEY, API_SECRET, FakeClock, token_body
 
 from pinkcloudsync_async import (
     AsyncPinkCloudSyncClient,
@@ -188,6 +194,72 @@ def test_a_thread_that_runs_out_of_patience_loses_nothing() -> None:
     admission.acquire(0.01)
 
 
+def test_hundreds_of_threads_with_random_patience_never_exceed_the_limit_nor_lose_a_slot() -> None:
+    admission = SyncAdmission(3)
+    lock = threading.Lock()
+    inside = [0, 0]  # now, most
+    outcomes = {"admitted": 0, "timed_out": 0}
+    start = threading.Barrier(200)
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)  # noqa: S311 (a workload, not a secret)
+        start.wait(TIMEOUT)  # all at once
+        for _ in range(10):
+            try:
+                admission.acquire(rng.choice([0.0, 0.0001, 0.001, 0.01, None]))
+            except RequestTimeoutError:
+                with lock:
+                    outcomes["timed_out"] += 1
+                continue
+            with lock:
+                inside[0] += 1
+                inside[1] = max(inside)
+                outcomes["admitted"] += 1
+            threading.Event().wait(rng.random() * 0.001)  # work while admitted
+            with lock:
+                inside[0] -= 1
+            admission.release()
+
+    workers = [threading.Thread(target=caller, args=(seed,)) for seed in range(200)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(TIMEOUT)
+    assert 1 <= inside[1] <= 3
+    assert outcomes["admitted"] + outcomes["timed_out"] == 2_000
+    assert (admission.in_use, admission.waiting) == (0, 0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_thread_interrupted_while_queued_loses_no_slot() -> None:
+    # Ctrl-C lands in a thread waiting for a slot (signals reach the main thread):
+    # the slot released next must go back to the pool, not to the thread that left.
+    admission = SyncAdmission(1)
+    admission.acquire(None)
+    main = threading.get_ident()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_once_queued() -> None:
+        while admission.waiting < 1:
+            threading.Event().wait(0.0005)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    interrupter = threading.Thread(target=interrupt_once_queued)
+    try:
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            admission.acquire(TIMEOUT)
+    finally:
+        interrupter.join(TIMEOUT)
+        signal.signal(signal.SIGUSR1, previous)
+    admission.release()
+    assert (admission.in_use, admission.waiting) == (0, 0)
+    admission.acquire(0.01)  # the slot is free, not handed to the thread that left
+
+
 # --------------------------------------------------- the clients' admission layer
 
 
@@ -331,3 +403,204 @@ async def test_cancelling_a_crowd_at_every_stage_leaves_the_client_whole() -> No
             assert client._admission.in_use == 0
             assert (await client.get("sync/sessions")).status_code == 200
     assert seen.count("/v1/auth/token") == 1
+
+
+# ------------------------------------------- the queue's wait and the deadline
+
+
+def _recording_api(timeouts: list[dict[str, float]], *, streamed: str) -> Any:
+    handler, _ = gated_api(streamed=streamed)
+
+    def record(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/auth/token"):
+            timeouts.append(request.extensions["timeout"])
+        return handler(request)
+
+    return record
+
+
+def _clocked_client(
+    clock: FakeClock, timeouts: list[dict[str, float]], twin: type[Any] = AsyncPinkCloudSyncClient
+) -> Any:
+    """A client of `twin` with one slot, on `clock`, recording its API calls' timeouts."""
+    streamed = "sync" if twin is PinkCloudSyncClient else "async"
+    return twin(
+        API_KEY,
+        API_SECRET,
+        transport=httpx.MockTransport(_recording_api(timeouts, streamed=streamed)),
+        max_concurrency=1,
+        _clock=clock,
+    )
+
+
+# 9 of the call's 10 s pass in the queue: it leaves with 1 s for every phase, not 10.
+QUEUED_FOR, TIMEOUT_SET = 9.0, 10.0
+WHAT_IS_LEFT = dict.fromkeys(("connect", "read", "write", "pool"), TIMEOUT_SET - QUEUED_FOR)
+
+
+async def test_the_wait_for_admission_counts_against_the_deadline() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    client: AsyncPinkCloudSyncClient = _clocked_client(clock, timeouts)
+    with anyio.fail_after(TIMEOUT):
+        async with client:
+            await client.get_token()  # the queued call needs no token (no other clamp)
+            holder = await _open_stream(client)
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    functools.partial(client.get, "sync/sessions", timeout=TIMEOUT_SET)
+                )
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(QUEUED_FOR)
+                await holder.aclose()
+    assert timeouts[-1] == WHAT_IS_LEFT
+
+
+async def test_a_call_whose_time_ran_out_in_the_queue_is_not_sent() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    client: AsyncPinkCloudSyncClient = _clocked_client(clock, timeouts)
+    outcome: list[BaseException] = []
+
+    async def call() -> None:
+        with pytest.raises(RequestTimeoutError, match="admission") as raised:
+            await client.get("sync/sessions", timeout=TIMEOUT_SET)
+        outcome.append(raised.value)
+
+    with anyio.fail_after(TIMEOUT):
+        async with client:
+            await client.get_token()
+            holder = await _open_stream(client)
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(TIMEOUT_SET)  # granted just as its time is up
+                await holder.aclose()
+            assert client._admission is not None
+            assert (client._admission.in_use, client._admission.waiting) == (0, 0)
+    assert len(outcome) == 1
+    assert len(timeouts) == 1  # the holder's only
+
+
+def test_the_sync_twins_wait_for_admission_counts_against_the_deadline() -> None:
+    clock = FakeClock()
+    timeouts: list[dict[str, float]] = []
+    with _clocked_client(clock, timeouts, PinkCloudSyncClient) as client:
+        client.get_token()
+        admission = client._admission
+        assert admission is not None
+        holder = client.send(client.build_request("GET", "sync/sessions"), stream=True)
+        queued = threading.Thread(
+            target=client.get, args=("sync/sessions",), kwargs={"timeout": TIMEOUT_SET}
+        )
+        queued.start()
+        while admission.waiting < 1:
+            threading.Event().wait(0.0005)
+        clock.advance(QUEUED_FOR)
+        holder.close()
+        queued.join(TIMEOUT)
+    assert timeouts[-1] == WHAT_IS_LEFT
+
+
+# ------------------------------------------------------ a second event loop
+
+
+def _streamed_client(limit: int) -> AsyncPinkCloudSyncClient:
+    handler, _ = gated_api(streamed="async")
+    return AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(handler), max_concurrency=limit
+    )
+
+
+async def _open_stream(client: AsyncPinkCloudSyncClient) -> httpx.Response:
+    return await client.send(client.build_request("GET", "sync/sessions"), stream=True)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_slot_left_held_on_a_finished_event_loop_is_free_on_the_next(backend: str) -> None:
+    # A streamed response never closed on the first loop can never release its
+    # slot: the next loop starts with every slot free, even when the first loop
+    # never had to queue.
+    client = _streamed_client(1)
+
+    async def leave_a_stream_open() -> None:
+        await _open_stream(client)
+
+    async def call() -> int:
+        with anyio.fail_after(TIMEOUT):
+            return (await client.get("sync/sessions", timeout=1.0)).status_code
+
+    anyio.run(leave_a_stream_open, backend=backend)
+    assert anyio.run(call, backend=backend) == 200
+    assert client._admission is not None
+    assert (client._admission.in_use, client._admission.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_reset_for_a_new_event_loop_keeps_the_count_of_its_own_requests(
+    backend: str,
+) -> None:
+    # First loop: two streams fill both slots, one is closed, one is left open as
+    # the loop ends. Second loop: a stream takes the free slot at once, the next one
+    # finds the old loop's slot held. The count must hold both of this loop's
+    # streams (no third call admitted), ignore the old stream closed late, and come
+    # back to zero, not below it (a negative count admits more than the limit).
+    client = _streamed_client(2)
+    admission = client._admission
+    assert admission is not None
+
+    async def first_loop() -> httpx.Response:
+        kept, closed = await _open_stream(client), await _open_stream(client)
+        await closed.aclose()
+        return kept
+
+    async def second_loop(old: httpx.Response) -> None:
+        with anyio.fail_after(TIMEOUT):
+            early, late = await _open_stream(client), await _open_stream(client)
+            await old.aclose()  # its slot went with its loop
+            assert admission.in_use == 2
+            with pytest.raises(RequestTimeoutError):
+                await client.get("sync/sessions", timeout=0.01)
+            await early.aclose()
+            await late.aclose()
+            assert (admission.in_use, admission.waiting) == (0, 0)
+
+    old = anyio.run(first_loop, backend=backend)
+    anyio.run(second_loop, old, backend=backend)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_calls_queued_on_an_abandoned_event_loop_leave_the_next_loops_count_alone() -> None:
+    # A loop closed with calls still queued (no asyncio.run to cancel them): the next
+    # loop resets the queue. When the old calls' coroutines are finally closed (by
+    # the garbage collector, here at once), they must not leave a queue they are no
+    # longer in, nor free a slot they no longer hold.
+    client = _streamed_client(1)
+    admission = client._admission
+    assert admission is not None
+
+    async def fill_and_queue() -> list[asyncio.Task[httpx.Response]]:
+        await _open_stream(client)  # never closed
+        calls = [asyncio.ensure_future(client.get("sync/sessions")) for _ in range(2)]
+        await anyio.wait_all_tasks_blocked()
+        assert admission.waiting == 2
+        return calls
+
+    abandoned = asyncio.new_event_loop()
+    old_calls = abandoned.run_until_complete(fill_and_queue())
+    abandoned.close()
+
+    async def next_loop() -> None:
+        held = await _open_stream(client)
+        queued = asyncio.ensure_future(client.get("sync/sessions"))
+        await anyio.wait_all_tasks_blocked()
+        assert admission.waiting == 1
+        for call in old_calls:
+            with contextlib.suppress(BaseException):
+                call.get_coro().close()  # what the collector does to a pending task
+        assert (admission.in_use, admission.waiting) == (1, 1)
+        await held.aclose()
+        assert (await queued).status_code == 200
+        assert (admission.in_use, admission.waiting) == (0, 0)
+
+    asyncio.run(asyncio.wait_for(next_loop(), TIMEOUT))

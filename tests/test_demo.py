@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import anyio
 import pytest
+from services import missing_service
 
+from pinkcloudsync_async.cli import main
 from pinkcloudsync_async.cli.demo import (
     DemoOptions,
     DemoReport,
@@ -143,3 +147,37 @@ def test_any_error_fails() -> None:
     assert status == 1
     assert "1 AuthenticationError" in text
     assert "result          FAILED" in text
+
+
+class TestFleetDemo:
+    def test_p_processes_share_one_token_and_exit_0(self) -> None:
+        if shutil.which("redis-server") is None:
+            missing_service("redis-server is not on PATH: demo --fleet cannot run")
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pinkcloudsync_async",
+                "demo",
+                "--fleet=2",
+                "--duration=1",
+                "--concurrency=8",
+                "--token-lifetime=60",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 x 4 coroutines" in result.stdout
+        assert re.search(r"token requests\s+1 fleet-wide", result.stdout)
+
+    def test_without_redis_server_it_is_one_line_and_exit_2(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no redis-server on it
+        assert main(["demo", "--fleet", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pinkcloudsync: error: demo --fleet needs redis-server on PATH")
+        assert err.count("\n") == 1

@@ -95,3 +95,17 @@ def test_the_package_has_a_docstring_and_version() -> None:
 def test_py_typed_ships() -> None:
     marker = importlib.resources.files("pinkcloudsync_async") / "py.typed"
     assert marker.is_file()
+
+
+def test_the_stores_subpackage_has_one_documented_public_surface() -> None:
+    from pinkcloudsync_async import stores
+
+    public = {
+        name
+        for name, value in vars(stores).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType) and name != "annotations"
+    }
+    assert stores.__all__ == sorted(stores.__all__)
+    assert set(stores.__all__) == public == {"InProcessTokenStore", "RedisTokenStore", "TokenStore"}
+    for name in stores.__all__:
+        assert (getattr(stores, name).__doc__ or "").strip()

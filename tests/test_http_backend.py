@@ -18,6 +18,7 @@ from pinkcloudsync_async import (
     PinkCloudSyncClient,
 )
 from pinkcloudsync_async._transports import LoopBoundTransport
+from pinkcloudsync_async.testing import Emulator
 
 ENV = "PINKCLOUDSYNC_HTTP_BACKEND"
 
@@ -76,6 +77,24 @@ def test_what_aiohttp_cannot_honour_is_refused(kwargs: dict[str, Any], match: st
         AsyncPinkCloudSyncClient(API_KEY, API_SECRET, http_backend="aiohttp", **kwargs)
 
 
+def test_your_own_transport_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The variable picks the backend of a transport the client builds; with yours
+    # (the emulator's in-process client, a MockTransport in a test) it does not
+    # apply, as an argument wins over the environment. It used to refuse them all.
+    monkeypatch.setenv(ENV, "aiohttp")
+    emulator = Emulator()
+
+    async def calls() -> list[int]:
+        async with emulator.client() as client:
+            return [len((await client.list_sessions()).sessions)]
+
+    assert anyio.run(calls) == [0]
+    mocked = AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    )
+    assert mocked.http_backend == "httpx"
+
+
 def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx_aiohttp", None)  # as if not installed
     with pytest.raises(ConfigurationError, match=r"pinkcloudsync-async\[aiohttp\]"):
@@ -87,6 +106,10 @@ def test_the_sync_twin_has_httpx_only(monkeypatch: pytest.MonkeyPatch) -> None:
         PinkCloudSyncClient(API_KEY, API_SECRET, http_backend="aiohttp")
     monkeypatch.setenv(ENV, "aiohttp")  # meant for the async workers sharing the env
     assert PinkCloudSyncClient(API_KEY, API_SECRET).http_backend == "httpx"
+    # Spelt as the async client accepts it; it used to be refused as not "httpx".
+    assert PinkCloudSyncClient(API_KEY, API_SECRET, http_backend=" HTTPX ").http_backend == "httpx"
+    with pytest.raises(ConfigurationError, match="'httpx', 'aiohttp'"):
+        PinkCloudSyncClient(API_KEY, API_SECRET, http_backend="requests")
 
 
 @pytest.mark.parametrize("call", ["get", "get_token"])
@@ -117,7 +140,7 @@ def test_the_pool_size_reaches_aiohttp(limits: httpx.Limits | None, expected: in
 
     async def connector_limit() -> int:
         inner = transport._follow()
-        session = inner.get_client()  # type: ignore[attr-defined]
+        session = inner.inner.get_client()  # type: ignore[attr-defined]
         try:
             return int(session.connector.limit)
         finally:

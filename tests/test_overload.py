@@ -1,7 +1,8 @@
 """Overload on a real loopback socket: requests queue *before* they get a token.
 
-The emulator runs on its own event loop in a thread (so it outlives the client's
-loops); the clients build their own pools. Without admission, thousands of requests
+The emulator runs in a process of its own (tests/emulator_process.py), as a real
+server would, so thousands of client coroutines do not slow it down; the clients
+build their own pools. Without admission, thousands of requests
 queued in httpx's pool with a token attached, and the wait outlived 2-second tokens:
 the server refused them (401), and their one replay queued and died the same way.
 
@@ -11,49 +12,81 @@ Each scenario runs on both HTTP backends of the async client and on the sync twi
 from __future__ import annotations
 
 import asyncio
+import json
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import httpx
 import pytest
 
 from pinkcloudsync_async import AsyncPinkCloudSyncClient, PinkCloudSyncClient
-from pinkcloudsync_async.testing import (
-    DEFAULT_API_KEY,
-    DEFAULT_API_SECRET,
-    Emulator,
-    serve_emulator,
-)
+from pinkcloudsync_async.testing import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 TIMEOUT = 60.0
+EMULATOR = Path(__file__).with_name("emulator_process.py")
 BACKENDS = pytest.mark.parametrize("http_backend", ["httpx", "aiohttp"])
 
 
 class Served:
-    """An emulator served on loopback from its own thread and event loop."""
+    """The emulator process: its URL, and its counters when asked."""
 
-    def __init__(self, emulator: Emulator, url: str) -> None:
-        self.emulator = emulator
-        self.url = url
+    def __init__(self, token_lifetime: int) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+            [sys.executable, str(EMULATOR), "--token-lifetime", str(token_lifetime)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.url = self._line()
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        if not ready:
+            raise AssertionError("the emulator process did not answer in time")
+        line = self.proc.stdout.readline().strip()
+        assert line, "the emulator process exited"
+        return line
+
+    def stats(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        counters: dict[str, Any] = json.loads(self._line())
+        return counters
 
     @property
     def refusals(self) -> int:
-        return self.emulator.stats.api_requests_by_status[401]
+        return int(self.stats()["api_requests_by_status"].get("401", 0))
+
+    def stop(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # end of input: it stops
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
 
 
 @pytest.fixture
 def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    emulator = Emulator(token_lifetime=getattr(request, "param", 3600))
-    with (
-        anyio.from_thread.start_blocking_portal(backend="asyncio") as portal,
-        portal.wrap_async_context_manager(serve_emulator(emulator)) as url,
-    ):
-        yield Served(emulator, url)
+    process = Served(getattr(request, "param", 3600))
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def crowd(client: AsyncPinkCloudSyncClient, calls: int) -> list[int]:
@@ -96,7 +129,7 @@ def test_6000_coroutines_with_2_second_tokens_all_succeed(
     elapsed = time.monotonic() - started
     assert statuses.count(200) == 6_000, sorted(set(statuses))
     assert served.refusals == 0
-    token_requests = served.emulator.stats.token_requests
+    token_requests = served.stats()["token_requests"]
     assert 1 <= token_requests <= renewals_bound(2, elapsed), (token_requests, elapsed)
 
 
@@ -109,10 +142,8 @@ def test_3000_coroutines_with_a_long_token_make_one_token_request(
     )
     statuses = crowd(client, 3_000)
     assert statuses == [200] * 3_000
-    stats = served.emulator.stats
-    assert stats.token_requests == 1
-    assert stats.api_requests == 3_000
-    assert served.refusals == 0
+    stats = served.stats()
+    assert (stats["token_requests"], stats["api_requests"], served.refusals) == (1, 3_000, 0)
 
 
 def threads(client: PinkCloudSyncClient, workers: int, calls_each: int) -> list[int]:
@@ -142,7 +173,7 @@ def test_200_threads_with_a_pool_of_10_and_2_second_tokens_all_succeed(served: S
     elapsed = time.monotonic() - started
     assert statuses.count(200) == 3_000, sorted(set(statuses))
     assert served.refusals == 0
-    token_requests = served.emulator.stats.token_requests
+    token_requests = served.stats()["token_requests"]
     assert 1 <= token_requests <= renewals_bound(2, elapsed), (token_requests, elapsed)
 
 
@@ -155,8 +186,8 @@ def test_200_threads_with_a_long_token_make_one_token_request(served: Served) ->
     )
     statuses = threads(client, 200, 5)
     assert statuses == [200] * 1_000
-    stats = served.emulator.stats
-    assert (stats.token_requests, stats.api_requests, served.refusals) == (1, 1_000, 0)
+    stats = served.stats()
+    assert (stats["token_requests"], stats["api_requests"], served.refusals) == (1, 1_000, 0)
 
 
 @pytest.mark.parametrize(

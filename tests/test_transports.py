@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from fakes import API_KEY, API_SECRET, token_body
@@ -72,6 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.seen.append(("POST", self.path))
+        if self.path.endswith("/hang-up"):
+            self.close_connection = True  # read the request, then drop it unanswered
+            return
         if self.path.endswith("/auth/token"):
             if self.server.token_delay:
                 self.server.release.wait(self.server.token_delay)  # a slow endpoint
@@ -280,7 +284,7 @@ class _HeaderRecorder(BaseHTTPRequestHandler):
     def _record(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.seen.append((self.command, self.path, dict(self.headers.items()), body))
-        data = json.dumps(token_body() if self.path.endswith("/auth/token") else {}).encode()
+        data = json.dumps(self.server.token if self.path.endswith("/auth/token") else {}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -293,6 +297,9 @@ class _HeaderRecorder(BaseHTTPRequestHandler):
 def test_both_backends_send_the_same_request() -> None:
     recorder = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderRecorder)
     recorder.seen = []  # type: ignore[attr-defined]
+    # One token for both backends: a JWT made in another second (its `iat`) would
+    # make their Authorization headers differ.
+    recorder.token = token_body()  # type: ignore[attr-defined]
     thread = threading.Thread(target=recorder.serve_forever, daemon=True)
     thread.start()
     host, port = recorder.server_address[:2]
@@ -326,3 +333,27 @@ def test_both_backends_send_the_same_request() -> None:
 
     assert comparable(seen_by["aiohttp"]) == comparable(seen_by["httpx"])
     assert len(seen_by["httpx"]) == 4  # the token request and three calls
+
+
+# ------------------------------------- a connection dropped after the request left
+
+
+@pytest.mark.parametrize("http_backend", ["httpx", "aiohttp"])
+def test_a_post_whose_connection_drops_unanswered_is_not_sent_again(
+    wire: WireAPI, http_backend: str
+) -> None:
+    # The server read the POST and hung up: it may have acted on it, so a request
+    # that is not idempotent must not be repeated. aiohttp reports the hang-up as a
+    # ServerDisconnectedError, which httpx-aiohttp maps to ConnectTimeout ("nothing
+    # left us"), and it was retried as if it had never been sent.
+    client = AsyncPinkCloudSyncClient(
+        API_KEY, API_SECRET, base_url=f"{wire.url}/v1", http_backend=http_backend
+    )
+
+    async def post() -> None:
+        async with client:
+            await client.post("sync/hang-up", json={"name": "x"})
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        run_async("asyncio", post)
+    assert wire.seen == [("POST", "/v1/auth/token"), ("POST", "/v1/sync/hang-up")]

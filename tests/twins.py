@@ -241,8 +241,10 @@ class Twin:
         return self.kind == "async"
 
     def make_client(self, server: Reply, *, network_like: bool = False, **kwargs: Any) -> Client:
-        """A client of this twin whose transport is `server` (no network)."""
+        """A client of this twin whose transport is `server` (no network); on the test
+        keys unless `api_key` / `api_secret` say otherwise."""
         kwargs.setdefault("_clock", self.clock)
+        key, secret = kwargs.pop("api_key", API_KEY), kwargs.pop("api_secret", API_SECRET)
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport
         if self.is_async:
             kwargs.setdefault("_sleep", self.clock.async_sleep)
@@ -251,13 +253,11 @@ class Twin:
             else:
                 transport = httpx.MockTransport(_threaded(server))
             return AsyncPinkCloudSyncClient(
-                API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs
+                key, secret, base_url=BASE_URL, transport=transport, **kwargs
             )
         kwargs.setdefault("_sleep", self.clock.sleep)
         transport = _NetworkLike(server) if network_like else httpx.MockTransport(server)
-        return PinkCloudSyncClient(
-            API_KEY, API_SECRET, base_url=BASE_URL, transport=transport, **kwargs
-        )
+        return PinkCloudSyncClient(key, secret, base_url=BASE_URL, transport=transport, **kwargs)
 
     @asynccontextmanager
     async def client(

@@ -30,7 +30,45 @@ def _require_asyncio(build: Callable[[], httpx.AsyncBaseTransport]) -> httpx.Asy
             'http_backend="aiohttp" runs on asyncio only; on trio use http_backend="httpx" '
             "(the default) or unset PINKCLOUDSYNC_HTTP_BACKEND."
         )
-    return build()
+    return _ConnectionErrorsMapped(build())
+
+
+class _ConnectionErrorsMapped(httpx.AsyncBaseTransport):
+    """Raises for aiohttp's connection errors the httpx error httpcore would.
+
+    httpx-aiohttp maps every `aiohttp.ClientConnectionError` to `httpx.ConnectTimeout`,
+    including a server that hung up after the request was sent. The retry policy
+    reads ConnectTimeout as "nothing left us" and would repeat a POST the server may
+    have acted on: after the connection was made, it is a RemoteProtocolError (hung
+    up) or a ReadError (reset), as with httpx; before, a ConnectError.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner  # the AiohttpTransport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            raise _remapped(exc, request) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _remapped(exc: httpx.ConnectTimeout, request: httpx.Request) -> httpx.TransportError:
+    import aiohttp
+
+    cause = exc.__cause__
+    if not isinstance(cause, aiohttp.ClientConnectionError) or isinstance(
+        cause, aiohttp.ServerTimeoutError
+    ):
+        return exc  # a timeout really (connect, or the pool's wait)
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc), request=request)
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    return httpx.ReadError(str(exc), request=request)
 
 
 def _session_factory(options: dict[str, Any]) -> Callable[[], Any]:

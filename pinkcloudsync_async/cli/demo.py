@@ -90,11 +90,28 @@ def add_parser(commands: Commands) -> None:
         default=defaults.http_backend,
         help="the async client's HTTP backend (default: PINKCLOUDSYNC_HTTP_BACKEND, else httpx)",
     )
+    parser.add_argument(
+        "--fleet",
+        type=positive(int),
+        metavar="P",
+        help="run P processes sharing one token through Redis (needs redis-server on PATH)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """The `demo` command."""
+    if args.fleet is not None:
+        from .demo_fleet import run_fleet_demo
+
+        return run_fleet_demo(
+            args.fleet,
+            duration=args.duration,
+            concurrency=args.concurrency,
+            token_lifetime=args.token_lifetime,
+            refresh_margin=DemoOptions.refresh_margin,
+            out=sys.stdout,
+        )
     options = DemoOptions(
         duration=args.duration,
         concurrency=args.concurrency,
