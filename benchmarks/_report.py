@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from . import _flows
+from . import _socket_client as socket_client
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -230,6 +231,123 @@ def _fleet(data: dict[str, Any]) -> list[str]:
     )
 
 
+def _socket_cpu(row: dict[str, Any], n: int) -> str:
+    text = f"{_num(row['cpu_us'], 0)} ({_num(row['cpu_us_min'], 0)}-{_num(row['cpu_us_max'], 0)})"
+    if row["cut_off"]:
+        text += (
+            f"; **cut off** after {row['cut_off_after_s']:.0f} s, "
+            f"{row['cut_off_completed']:,} of {n:,} done"
+        )
+    return text
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _socket_goals(levels: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """The issue's goals, each with the measured value and a verdict."""
+
+    def cpu(c: int, variant: str) -> float | None:
+        row = levels.get(c, {}).get(variant, {})
+        return float(row["cpu_us"]) if "cpu_us" in row else None
+
+    def was_cut(*cells: tuple[int, str]) -> bool:
+        return any(levels.get(c, {}).get(variant, {}).get("cut_off") for c, variant in cells)
+
+    def missing(*cells: tuple[int, str]) -> str:
+        for c, variant in cells:
+            row = levels.get(c, {}).get(variant)
+            if row is None:
+                return f"c={c:,} not run"
+            if "skipped" in row:
+                return f"{socket_client.LABELS[variant]} skipped"
+        return "-"
+
+    raw_aiohttp, raw_httpx = socket_client.RAW_AIOHTTP, socket_client.RAW_HTTPX
+    ours, fast = socket_client.OURS, socket_client.OURS_AIOHTTP
+
+    def goal(measured: tuple[int, str], base: tuple[int, str], limit: float) -> str:
+        top, bottom = cpu(*measured), cpu(*base)
+        if top is None or bottom is None:
+            return f"not measured ({missing(measured, base)})"
+        note = ", from a cut-off round" if was_cut(measured, base) else ""
+        ratio = top / bottom
+        return f"{ratio:.2f}x ({'meets' if ratio <= limit else 'MISSES'} {limit:.2f}x{note})"
+
+    lines = [
+        "Goals (issue 10), CPU per request:",
+        "",
+        f"- {socket_client.LABELS[fast]} over raw aiohttp at c=100, at most 1.5x: "
+        + goal((100, fast), (100, raw_aiohttp), 1.5),
+    ]
+    for variant in (ours, fast):
+        lines.append(
+            f"- {socket_client.LABELS[variant]}, c=10,000 over c=100, at most 1.3x: "
+            + goal((10_000, variant), (100, variant), 1.3)
+        )
+    per_c = "; ".join(f"c={c:,}: " + goal((c, ours), (c, raw_httpx), 1.05) for c in sorted(levels))
+    lines.append(f"- {socket_client.LABELS[ours]} over raw httpx, at most 1.05x: {per_c}")
+    return [*lines, ""]
+
+
+def _socket(data: dict[str, Any], plot_link: str | None) -> list[str]:
+    v = data["versions"]
+    lines = [
+        "### 9. Client CPU per request, loopback socket",
+        "",
+        "GETs on keep-alive loopback connections to a minimal HTTP/1.1 server in another "
+        "process (`benchmarks/_socket_server.py`, a bare `asyncio.Protocol`). Each variant "
+        "runs in its own client process; CPU = that process's `time.process_time()` across "
+        f"a round, per request. Every variant has a pool of {data['pool']} connections. "
+        f"{data['rounds']} measured rounds per variant, alternating, after a discarded "
+        "warm-up round; medians (min-max). Paired = each round against the raw aiohttp "
+        f"round just before it. A round still running after {data['cap_s']:.0f} s is cut off "
+        "and its CPU is divided by the requests it completed. Server CPU = the server "
+        "process's CPU over the round's wall time (100% = one core busy: the bottleneck). "
+        f"aiohttp {v['aiohttp']}, httpx-aiohttp {v['httpx-aiohttp']}, httpcore "
+        f"{v['httpcore']}, sniffio {v['sniffio']}.",
+        "",
+    ]
+    rows = []
+    by_level: dict[int, dict[str, dict[str, Any]]] = {}
+    for level in data["levels"]:
+        c = level["concurrency"]
+        by_level[c] = {row["variant"]: row for row in level["rows"]}
+        for row in level["rows"]:
+            label = socket_client.LABELS[row["variant"]]
+            if "skipped" in row:
+                rows.append([f"{c:,}", label, f"skipped: {row['skipped']}", *["-"] * 4])
+                continue
+            rows.append(
+                [
+                    f"{c:,}",
+                    label,
+                    _socket_cpu(row, level["n"]),
+                    f"**{_ratio(row['ratio'])}**",
+                    _ratio(row["paired_ratio"]),
+                    _num(row["req_per_s"], 0),
+                    f"{row['server_busy_max'] * 100:.0f}%",
+                ]
+            )
+    lines += _table(
+        [
+            "concurrency",
+            "client",
+            "CPU µs/request (min-max)",
+            "ratio to raw aiohttp",
+            "paired ratio",
+            "req/s",
+            "server CPU (max)",
+        ],
+        rows,
+    )
+    lines += ["", *_socket_goals(by_level)]
+    if plot_link:
+        lines += [f"![client CPU per request against concurrency]({plot_link})", ""]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     s = results["scenarios"]
@@ -257,6 +375,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _footprint(s["footprint"])
     if "fleet" in s:
         lines += _fleet(s["fleet"])
+    if "socket" in s:
+        lines += _socket(s["socket"], results.get("socket_plot_link"))
     if results["failures"]:
         lines += ["**FAILED:**", "", *[f"- {f}" for f in results["failures"]], ""]
     return "\n".join(lines)

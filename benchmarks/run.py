@@ -1,4 +1,4 @@
-"""`python -m benchmarks`: every scenario of issue 6, side by side, as ratios.
+"""`python -m benchmarks`: every scenario of issues 6 and 10, side by side, as ratios.
 
 Prints a Markdown table, writes it and the raw numbers to files, saves the refresh
 plot, and exits 1 if any of our storms made more than one token request or ended
@@ -23,11 +23,22 @@ from . import _scenarios_fleet as fleet
 from . import _scenarios_footprint as footprint
 from . import _scenarios_overhead as overhead
 from . import _scenarios_refresh as refresh
+from . import _scenarios_socket as socket_scenario
 from . import _scenarios_storms as storms
 from ._report import render
 
 RESULTS = Path(__file__).parent / "results"
-SCENARIOS = ("overhead", "loopback", "cold", "expiry", "failure", "refresh", "footprint", "fleet")
+SCENARIOS = (
+    "overhead",
+    "loopback",
+    "cold",
+    "expiry",
+    "failure",
+    "refresh",
+    "footprint",
+    "fleet",
+    "socket",
+)
 OVERHEAD_GOAL = 1.03
 
 FULL = {
@@ -44,6 +55,10 @@ FULL = {
     "fleet_processes": 8,
     "fleet_tasks": 50,
     "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 6.0},
+    "socket_concurrency": (1, 10, 100, 1_000, 10_000),
+    "socket_n": 3_000,
+    "socket_rounds": 5,
+    "socket_cap_s": 90.0,
 }
 QUICK = {
     "n": 2_000,
@@ -59,7 +74,13 @@ QUICK = {
     "fleet_processes": 4,
     "fleet_tasks": 20,
     "fleet_expiry": {"lifetime": 3, "margin": 1.0, "duration": 4.0},
+    "socket_concurrency": (1, 100),
+    "socket_n": 1_000,
+    "socket_rounds": 2,
+    "socket_cap_s": 15.0,
 }
+# Scenario 9: every variant's connection pool (httpx's default max_connections).
+SOCKET_POOL = 100
 # Scenario 6: one early refresh per flow; the same in both modes.
 REFRESH = {
     "lifetime": 6,
@@ -121,7 +142,7 @@ def _git(*args: str) -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="CI size: well under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="CI size: about 2 minutes")
     parser.add_argument(
         "--scenario",
         action="append",
@@ -137,12 +158,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plot", type=Path, help="refresh plot (full default: results/refresh-latency.png)"
     )
+    parser.add_argument(
+        "--socket-plot",
+        type=Path,
+        help="socket CPU plot (full default: results/socket-cpu.png)",
+    )
     args = parser.parse_args(argv)
     if not args.quick:
         # Only a full run replaces the committed results; --quick writes what it is told.
-        args.json = args.json or RESULTS / "latest.json"
-        args.markdown = args.markdown or RESULTS / "latest.md"
+        # A full run of some scenarios writes its own files (results/socket.md), so it
+        # never replaces the table of every scenario with part of it.
+        chosen = list(dict.fromkeys(args.scenario or SCENARIOS))
+        stem = "latest" if len(chosen) == len(SCENARIOS) else "-".join(chosen)
+        args.json = args.json or RESULTS / f"{stem}.json"
+        args.markdown = args.markdown or RESULTS / f"{stem}.md"
         args.plot = args.plot or RESULTS / "refresh-latency.png"
+        args.socket_plot = args.socket_plot or RESULTS / "socket-cpu.png"
     return args
 
 
@@ -168,6 +199,12 @@ def _run_storms(kind: str, settings: dict[str, Any], failures: list[str]) -> lis
             results.append(result)
             _progress(f"  {name:18} {flow:28} token requests: {result['token_requests']}")
     return results
+
+
+def _link(plot: Path, markdown: Path | None) -> str:
+    """The plot's path relative to where the table is written, for its image link."""
+    where = markdown.parent if markdown else Path.cwd()
+    return os.path.relpath(plot.resolve(), where.resolve())
 
 
 def _progress(message: str) -> None:
@@ -228,9 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             args.plot.parent.mkdir(parents=True, exist_ok=True)
             refresh.plot(runs, str(args.plot), REFRESH)
             results["plot"] = str(args.plot)
-            # The table links the plot relative to where the table is written.
-            where = args.markdown.parent if args.markdown else Path.cwd()
-            results["plot_link"] = os.path.relpath(args.plot.resolve(), where.resolve())
+            results["plot_link"] = _link(args.plot, args.markdown)
         scenarios["refresh"] = runs
     if "footprint" in chosen:
         _progress("scenario 7: import time and memory")
@@ -238,11 +273,25 @@ def main(argv: list[str] | None = None) -> int:
             "imports": footprint.import_times(settings["import_runs"]),
             "memory": footprint.client_memory(),
         }
-
     if "fleet" in chosen:
         _progress("scenario 8: a fleet of processes sharing a token through Redis")
         scenarios["fleet"] = fleet.fleet(settings)
         failures.extend(f"fleet: {problem}" for problem in fleet.check(scenarios["fleet"]))
+    if "socket" in chosen:
+        _progress("scenario 9: client CPU per request on a loopback socket")
+        data = socket_scenario.socket_scenario(
+            settings["socket_concurrency"],
+            settings["socket_n"],
+            settings["socket_rounds"],
+            SOCKET_POOL,
+            settings["socket_cap_s"],
+        )
+        failures.extend(socket_scenario.check(data))
+        if args.socket_plot:
+            args.socket_plot.parent.mkdir(parents=True, exist_ok=True)
+            socket_scenario.plot(data, str(args.socket_plot))
+            results["socket_plot_link"] = _link(args.socket_plot, args.markdown)
+        scenarios["socket"] = data
 
     results["wall_s"] = time.perf_counter() - started
     results["loadavg_end"] = _loadavg()
