@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from ._auth import PinkCloudSyncAuth, is_replayable
-from ._client_base import SESSIONS_PATH, build_parts, parse_session_list
+from ._client_base import SESSIONS_PATH, build_parts, check_permissions, parse_session_list
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -28,11 +28,13 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
+from ._credentials import CredentialsCallable
 from ._deadline import Deadline, attach_deadline
 from ._models import AccessToken, SessionList
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
+from .telemetry import Telemetry, TokenHooks
 
 __all__ = ["AsyncPinkCloudSyncClient"]
 
@@ -52,6 +54,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         api_key: str | None = None,
         api_secret: str | SecretStr | None = None,
         *,
+        credentials: CredentialsCallable | None = None,
+        hooks: TokenHooks | None = None,
+        telemetry: Telemetry | None = None,
         base_url: str | httpx.URL | None = None,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         allow_insecure_http: bool = False,
@@ -66,6 +71,10 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
+            credentials=credentials,
+            hooks=hooks,
+            telemetry=telemetry,
+            for_async=True,
             base_url=base_url,
             refresh_margin=refresh_margin,
             allow_insecure_http=allow_insecure_http,
@@ -79,12 +88,15 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._sleep = _sleep
         self._retry_policy = parts.policy
         self._default_timeout = parts.default_timeout
+        # Telemetry and hooks; the admission layer reports its queue wait here
+        # (`self._observer.record_admission_wait(seconds)`).
+        self._observer = parts.observer
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
             clock=_clock, build_request=self.build_request, asend=self._send_token_request
         )
-        self._tokens = AsyncTokenFlights(source, clock=_clock)
+        self._tokens = AsyncTokenFlights(source, clock=_clock, observer=parts.observer)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
         super().__init__(auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs))
 
@@ -162,7 +174,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                 )
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_error(exc)
                 if delay is None:
@@ -171,7 +187,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                 if retry is None and not is_retry_candidate(response):
                     return response
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_response(response)
                 if delay is None:
@@ -198,6 +218,18 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             self.timeout.as_dict(), clock=self._clock, default=self._default_timeout
         )
         return await self._tokens.get(deadline)
+
+    async def require_permissions(self, *permissions: str) -> AccessToken:
+        """Fail early unless the token's claims grant every one of `permissions`.
+
+        Gets a token if needed (no API call) and returns it; raises
+        `PermissionDeniedError` naming the missing permissions (`admin` grants
+        all), or the token request's typed error. The claims are the server's
+        word at issue time; the server still decides each call.
+        """
+        token = await self.get_token()
+        check_permissions(token, permissions)
+        return token
 
     async def list_sessions(self) -> SessionList:
         """`GET /sync/sessions` as a `SessionList`; raises the typed errors on failure."""

@@ -21,17 +21,26 @@ from ._constants import (
     DEFAULT_TIMEOUT_SECONDS,
     TOKEN_PATH,
 )
-from ._exceptions import ConfigurationError, InvalidResponseError, raise_for_api_error
-from ._models import SessionList
+from ._credentials import CredentialsCallable
+from ._exceptions import (
+    ConfigurationError,
+    InvalidResponseError,
+    PermissionDeniedError,
+    raise_for_api_error,
+)
+from ._models import AccessToken, SessionList
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenSource
+from .telemetry import Telemetry, TokenHooks
+from .telemetry._observer import Observer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "SESSIONS_PATH",
     "ClientParts",
     "build_parts",
+    "check_permissions",
     "parse_session_list",
 ]
 
@@ -41,10 +50,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 
 class ClientParts:
     """What both twins are built from: resolved settings, the retry policy, the
-    httpx options to pass on (timeout defaulted, base URL resolved) and the default
-    timeout that makes no deadline (None when the user set one)."""
+    httpx options to pass on (timeout defaulted, base URL resolved), the default
+    timeout that makes no deadline (None when the user set one) and the observer
+    (telemetry and hooks) of the token side, the token source and the retry loop."""
 
-    __slots__ = ("default_timeout", "httpx_kwargs", "policy", "settings")
+    __slots__ = ("default_timeout", "httpx_kwargs", "observer", "policy", "settings")
 
     def __init__(
         self,
@@ -52,11 +62,13 @@ class ClientParts:
         policy: RetryPolicy,
         httpx_kwargs: dict[str, Any],
         default_timeout: dict[str, Any] | None,
+        observer: Observer,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.httpx_kwargs = httpx_kwargs
         self.default_timeout = default_timeout
+        self.observer = observer
 
     def token_source(
         self,
@@ -69,14 +81,14 @@ class ClientParts:
         """The token source for these settings, sending through the given layer."""
         settings = self.settings
         return TokenSource(
-            api_key=settings.api_key,
-            api_secret=settings.api_secret,
+            credentials=settings.credentials,
             token_url=settings.base_url.join(TOKEN_PATH),
             refresh_margin=settings.refresh_margin,
             clock=clock,
             build_request=build_request,
             send=send,
             asend=asend,
+            observer=self.observer,
         )
 
 
@@ -84,6 +96,10 @@ def build_parts(
     *,
     api_key: str | None,
     api_secret: str | SecretStr | None,
+    credentials: CredentialsCallable | None = None,
+    hooks: TokenHooks | None = None,
+    telemetry: Telemetry | None = None,
+    for_async: bool,
     base_url: str | httpx.URL | None,
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
     allow_insecure_http: bool = False,
@@ -104,6 +120,14 @@ def build_parts(
         base_url=base_url,
         refresh_margin=refresh_margin,
         allow_insecure_http=allow_insecure_http,
+        credentials=credentials,
+        for_async=for_async,
+    )
+    observer = Observer(
+        telemetry=telemetry,
+        hooks=hooks,
+        for_async=for_async,
+        token_url=settings.base_url.join(TOKEN_PATH),
     )
     try:
         policy = RetryPolicy(
@@ -120,7 +144,33 @@ def build_parts(
         kwargs["timeout"] = DEFAULT_TIMEOUT  # never httpx's "no timeout" by accident
         default_timeout = DEFAULT_TIMEOUT.as_dict()
     kwargs["base_url"] = settings.base_url
-    return ClientParts(settings, policy, kwargs, default_timeout)
+    return ClientParts(settings, policy, kwargs, default_timeout, observer)
+
+
+def check_permissions(token: AccessToken, required: tuple[str, ...]) -> None:
+    """Raise `PermissionDeniedError` naming what `token`'s claims lack of `required`.
+
+    `admin` grants every permission (the API's table). No permission asked: no check.
+    """
+    for permission in required:
+        if not isinstance(permission, str) or not permission.strip():
+            raise ConfigurationError("require_permissions() takes non-empty permission names.")
+    held = set(token.claims.permissions)
+    if "admin" in held:
+        return
+    missing = [p for p in dict.fromkeys(required) if p not in held]
+    if not missing:
+        return
+    who = token.claims.sub or "this API key"
+    has = ", ".join(token.claims.permissions) or "none"
+    raise PermissionDeniedError(
+        status_code=403,
+        error="insufficient_permissions",
+        message=(
+            f"The token for {who} lacks {', '.join(missing)} (it has: {has}); "
+            "grant them to the API key or use another key."
+        ),
+    )
 
 
 def parse_session_list(response: httpx.Response) -> SessionList:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -76,12 +77,14 @@ def token_from_response(
     sent_at: float,
     refresh_margin: float,
     secrets: tuple[str, ...],
+    sent_at_wall: float | None = None,
 ) -> AccessToken:
     """The AccessToken in a token response, or the typed error it deserves.
 
     Error statuses raise the APIError subclass for the status (with the number of
     attempts the retry policy made); anything but a valid `TokenResponse` raises
-    InvalidResponseError. No message echoes the payload or a secret.
+    InvalidResponseError. No message echoes the payload or a secret. `sent_at` is
+    monotonic seconds; `sent_at_wall` (epoch seconds) gives the wall-clock expiry.
     """
     attempts = response.extensions.get(ATTEMPTS_EXTENSION, 1)
     if response.status_code >= 400:
@@ -123,5 +126,8 @@ def token_from_response(
         obtained_at=sent_at,
         expires_at=expires_at,
         refresh_at=expires_at - refresh_lead(lifetime, refresh_margin),
+        expires_at_utc=None
+        if sent_at_wall is None
+        else datetime.fromtimestamp(sent_at_wall + lifetime, UTC),
         authorization=SecretStr(f"Bearer {raw}"),
     )
