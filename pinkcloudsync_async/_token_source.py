@@ -141,9 +141,10 @@ class TokenSource:
         try:
             return await self._aexchange(credentials, deadline, held)
         except AuthenticationError as exc:
-            if exc.error != INVALID_CREDENTIALS or not self.credentials.changes:
-                raise self._refused(exc, credentials) from None
-            renewed = await self.credentials.aread()
+            if exc.error != INVALID_CREDENTIALS:
+                raise
+            # Credentials that cannot change are not read again.
+            renewed = await self.credentials.aread() if self.credentials.changes else credentials
             retrying = not renewed.same_as(credentials)
             await self._observer.anotify([self._rejected(credentials, retrying=retrying)])
             if not retrying:
@@ -160,9 +161,10 @@ class TokenSource:
         try:
             return self._exchange(credentials, deadline, held)
         except AuthenticationError as exc:
-            if exc.error != INVALID_CREDENTIALS or not self.credentials.changes:
-                raise self._refused(exc, credentials) from None
-            renewed = self.credentials.read()
+            if exc.error != INVALID_CREDENTIALS:
+                raise
+            # Credentials that cannot change are not read again.
+            renewed = self.credentials.read() if self.credentials.changes else credentials
             retrying = not renewed.same_as(credentials)
             self._observer.notify([self._rejected(credentials, retrying=retrying)])
             if not retrying:
