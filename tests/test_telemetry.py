@@ -8,8 +8,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import twins
+from fakes import make_client, token_body
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -260,3 +262,40 @@ def test_the_admission_wait_is_recorded_for_the_admission_layer(recorded: Record
     assert point.count == 2
     assert point.sum == 1.0
     client.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_per_request_path_makes_the_same_calls_with_or_without_telemetry(
+    anyio_backend: str, recorded: Recorded
+) -> None:
+    """The cost on the per-request path, counted rather than timed: every Python
+    function call a request with a fresh token makes, for telemetry off, the API
+    without a provider, and an SDK provider. The benchmark (`python -m benchmarks
+    --scenario telemetry`) times the same three."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/auth/token"):
+            return httpx.Response(200, json=token_body())
+        return httpx.Response(200, json={"sessions": []})
+
+    async def calls_per_request(telemetry: Telemetry) -> int:
+        async with make_client(handler, telemetry=telemetry) as client:
+            await client.get("sync/sessions")  # the token, and every lazy import
+            await client.get("sync/sessions")
+            calls = 0
+
+            def count(frame: Any, event: str, arg: Any) -> None:
+                nonlocal calls
+                calls += event == "call"
+
+            sys.setprofile(count)
+            try:
+                for _ in range(20):
+                    await client.get("sync/sessions")
+            finally:
+                sys.setprofile(None)
+        return calls
+
+    off = await calls_per_request(Telemetry(enabled=False))
+    assert await calls_per_request(Telemetry()) == off
+    assert await calls_per_request(recorded.telemetry) == off
