@@ -31,6 +31,7 @@ __all__ = [
     "Credentials",
     "CredentialsCallable",
     "FromFile",
+    "Setting",
     "SettingCredentials",
     "Value",
 ]
@@ -111,6 +112,10 @@ class CredentialProvider:
         raise NotImplementedError
 
     async def aread(self) -> Credentials:
+        return self.read()
+
+    def __call__(self) -> Credentials:
+        # Callable like a `credentials=` function; the clients use it as it is.
         return self.read()
 
 

@@ -407,3 +407,104 @@ class TestEntryPoints:
         out = capsys.readouterr().out
         for command in ("emulator", "token", "sessions", "request", "demo"):
             assert command in out
+
+
+class TestOptionsAndMessages:
+    def test_connection_flags_work_before_the_command_too(
+        self, capsys: pytest.CaptureFixture[str], server: EmulatorProcess
+    ) -> None:
+        status, out, _ = run(
+            capsys,
+            "--api-key",
+            "pk_cli",
+            f"--api-secret={SECRET}",
+            "--base-url",
+            server.url,
+            "token",
+        )
+        assert status == 0
+        assert "subject:" in out
+        # After the command wins over before it.
+        status, _, err = run(
+            capsys,
+            "--api-secret",
+            WRONG_SECRET,
+            "--base-url",
+            server.url,
+            "token",
+            "--api-key=pk_cli",
+            f"--api-secret={SECRET}",
+        )
+        assert status == 0, err
+
+    @pytest.mark.parametrize("where", ["flag", "environment", "dotenv", "file"])
+    def test_a_refused_secret_names_where_it_came_from(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        server: EmulatorProcess,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        where: str,
+    ) -> None:
+        monkeypatch.setenv("PINKCLOUDSYNC_BASE_URL", server.url)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_KEY", "pk_cli")
+        args = ["token"]
+        expected = {
+            "flag": "the secret from --api-secret",
+            "environment": "the secret from PINKCLOUDSYNC_API_SECRET in the environment",
+            "dotenv": "the secret from PINKCLOUDSYNC_API_SECRET in .env",
+            "file": "the secret from the file named by PINKCLOUDSYNC_API_SECRET_FILE",
+        }[where]
+        if where == "flag":
+            args.append(f"--api-secret={WRONG_SECRET}")
+        elif where == "environment":
+            monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET", WRONG_SECRET)
+        elif where == "dotenv":
+            (tmp_path / ".env").write_text(f"PINKCLOUDSYNC_API_SECRET={WRONG_SECRET}\n")
+        else:
+            (tmp_path / "secret").write_text(WRONG_SECRET)
+            monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, _, err = run(capsys, *args)
+        assert status == 1
+        assert "authentication failed" in err
+        assert expected in err
+        assert "the API key from PINKCLOUDSYNC_API_KEY in the environment" in err
+        assert len(err.strip().splitlines()) == 1
+
+    def test_a_secret_file_is_read(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        server: EmulatorProcess,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        (tmp_path / "secret").write_text(SECRET + "\n")
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, out, _ = run(capsys, "--base-url", server.url, "--api-key", "pk_cli", "token")
+        assert status == 0
+        assert "subject:" in out
+
+    def test_a_variable_and_its_file_together_are_exit_2(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "secret").write_text(SECRET)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_KEY", "pk_cli")
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET", SECRET)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, _, err = run(capsys, "token")
+        assert status == 2
+        assert "PINKCLOUDSYNC_API_SECRET and PINKCLOUDSYNC_API_SECRET_FILE" in err
+
+    def test_demo_help_shows_the_defaults(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["demo", "--help"])
+        assert exited.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        for default in (
+            "(default: 15.0)",
+            "(default: 256)",
+            "(default: 32)",
+            "(default: 4)",
+            "(default: 2)",
+        ):
+            assert default in out

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from . import demo, emulator, request, sessions, token
-from ._common import PROG, CLIError, Parser
+from ._common import PROG, CLIError, Parser, client_options
 
 if TYPE_CHECKING:
     from ._common import Commands
@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The `pinkcloudsync` argument parser."""
     from .. import __version__
 
-    parser = Parser(prog=PROG, description="The PinkCloudSync API from the command line.")
+    parser = Parser(
+        prog=PROG,
+        description="The PinkCloudSync API from the command line. The connection flags "
+        "work before or after the command.",
+        parents=[client_options(top_level=True)],
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in _COMMANDS:

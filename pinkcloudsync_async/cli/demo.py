@@ -64,7 +64,11 @@ class DemoOptions:
 def add_parser(commands: Commands) -> None:
     """Add the `demo` command to the CLI's subparsers."""
     defaults = DemoOptions()
-    parser = commands.add_parser("demo", help="run the client hard against a local emulator")
+    parser = commands.add_parser(
+        "demo",
+        help="run the client hard against a local emulator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows each default
+    )
     parser.add_argument(
         "--duration", type=positive(float), default=defaults.duration, help="seconds"
     )
