@@ -1,9 +1,11 @@
 """`pinkcloudsync`: the command line (also `python -m pinkcloudsync_async`).
 
     pinkcloudsync emulator [--host H] [--port P] [--token-lifetime S] [--key KEY:SECRET:PERMS]
+                           [--clock-skew S]
     pinkcloudsync token [--show-token]
     pinkcloudsync sessions
     pinkcloudsync request METHOD PATH [--json BODY]
+    pinkcloudsync doctor [--redis-url URL]
     pinkcloudsync demo [--duration S] [--concurrency N]
 
 Configuration, for every setting: flag > environment variable > `.env` in the
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from . import demo, emulator, request, sessions, token
+from . import demo, doctor, emulator, request, sessions, token
 from ._common import PROG, CLIError, Parser, client_options
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ class _Command(Protocol):
 
 
 # In the order `--help` lists them. A new command is a new module and one entry here.
-_COMMANDS: tuple[_Command, ...] = (token, sessions, request, emulator, demo)
+_COMMANDS: tuple[_Command, ...] = (token, sessions, request, doctor, emulator, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -61,6 +62,14 @@ def add_parser(commands: Commands) -> None:
         help="delay before each token response",
     )
     parser.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="serve as if the server's clock were S seconds ahead (negative: behind); "
+        "its Date header and tokens follow (for `pinkcloudsync doctor`)",
+    )
+    parser.add_argument(
         "--key",
         action="append",
         metavar="KEY:SECRET[:PERMS]",
@@ -105,7 +114,14 @@ def _count(number: int, noun: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """The `emulator` command."""
     keys = [parse_key(spec) for spec in args.key] if args.key else None
-    emulator = Emulator(keys, token_lifetime=args.token_lifetime, token_latency=args.token_latency)
+    if not math.isfinite(args.clock_skew):
+        raise CLIError("--clock-skew must be a finite number of seconds", 2)
+    emulator = Emulator(
+        keys,
+        token_lifetime=args.token_lifetime,
+        token_latency=args.token_latency,
+        clock_skew=args.clock_skew,
+    )
     if not is_loopback_host(args.host):
         print(
             f"{PROG}: warning: serving on {args.host}, not loopback: anyone who can reach it "
