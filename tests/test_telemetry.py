@@ -4,6 +4,7 @@ token or a claim value other than `sub` and the permission names in an attribute
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -288,14 +289,21 @@ async def test_the_per_request_path_makes_the_same_calls_with_or_without_telemet
                 nonlocal calls
                 calls += event == "call"
 
+            # No collection mid-count: finalizers of other tests' garbage would count.
+            gc.collect()
+            gc.disable()
             sys.setprofile(count)
             try:
                 for _ in range(20):
                     await client.get("sync/sessions")
             finally:
                 sys.setprofile(None)
+                gc.enable()
         return calls
 
-    off = await calls_per_request(Telemetry(enabled=False))
-    assert await calls_per_request(Telemetry()) == off
-    assert await calls_per_request(recorded.telemetry) == off
+    async def fewest_calls(telemetry: Telemetry) -> int:
+        return min([await calls_per_request(telemetry) for _ in range(3)])
+
+    off = await fewest_calls(Telemetry(enabled=False))
+    assert await fewest_calls(Telemetry()) == off
+    assert await fewest_calls(recorded.telemetry) == off
