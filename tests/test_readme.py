@@ -121,35 +121,33 @@ def test_every_python_block_runs(
     runner(code, environment, tmp_path)
 
 
-def _run_script(code: str, env: dict[str, str], tmp_path: Path) -> None:
-    script = tmp_path / "block.py"
-    script.write_text(code)
+def _python(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    """Run this interpreter with `args` in `cwd`; its stdout, once it exited 0."""
     result = subprocess.run(  # noqa: S603 - our interpreter, the README's code
-        [sys.executable, str(script)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _run_script(code: str, env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "block.py").write_text(code)
+    _python(["block.py"], env, tmp_path)
 
 
 def _run_pytest(code: str, env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "test_block.py").write_text(code)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_block.py"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env,
-        cwd=tmp_path,
-        check=False,
+    stdout = _python(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_block.py"], env, tmp_path
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     tests = len(re.findall(r"^(?:async )?def test_", code, re.MULTILINE))
-    passed = re.search(r"(\d+) passed", result.stdout)
+    passed = re.search(r"(\d+) passed", stdout)
     assert passed is not None
     assert int(passed.group(1)) >= tests  # an anyio test may run on several backends
 
