@@ -279,3 +279,53 @@ def test_the_sync_client_refuses_an_async_credentials_callable() -> None:
 
     with pytest.raises(CredentialsError, match="async"):
         PinkCloudSyncClient(credentials=vault, base_url="https://x.example/v1")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_cancelling_the_leader_while_it_reads_the_new_credentials_hands_over_the_flight(
+    anyio_backend: str,
+) -> None:
+    """The worst moment: the old credentials were refused and the leader is reading
+    the new ones when it is cancelled. A waiter takes the flight over; nobody hangs,
+    nobody fails."""
+    emulator = Emulator([NEW])
+    rereading, never = anyio.Event(), anyio.Event()
+    reads = 0
+
+    async def vault() -> tuple[str, str]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return OLD.api_key, OLD.api_secret  # stale: refused
+        if reads == 2:
+            rereading.set()
+            await never.wait()  # the leader is cancelled here
+        return NEW.api_key, NEW.api_secret
+
+    crowd = 200
+    outcomes: list[Any] = []
+    async with Twin("async", anyio_backend).emulated(emulator, credentials=vault) as client:
+        spy = WaitSpy(client)
+        async with anyio.create_task_group() as group:
+            leader = anyio.CancelScope()
+
+            async def lead() -> None:
+                with leader:
+                    await client.get_token()
+
+            async def wait() -> None:
+                outcomes.append(await client.list_sessions())
+
+            group.start_soon(lead)
+            with anyio.fail_after(twins.TIMEOUT):
+                await rereading.wait()
+            for _ in range(crowd):
+                group.start_soon(wait)
+            assert await anyio.to_thread.run_sync(spy.wait_for, crowd)
+            leader.cancel()
+
+    assert leader.cancelled_caught
+    assert len(outcomes) == crowd
+    assert_all_sessions(outcomes)
+    assert reads == 3  # the leader's two, then the one waiter that took over
+    assert emulator.stats.token_requests_by_status == {401: 1, 200: 1}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from .._constants import LOGGER_NAME
 from .._exceptions import ConfigurationError
 from ._events import (
@@ -30,8 +32,6 @@ from ._events import (
 from ._otel import Instruments, load_instruments
 
 if TYPE_CHECKING:
-    import httpx
-
     from .._models import AccessToken
     from .._token_lifecycle import Flight
 
@@ -130,7 +130,15 @@ class Observer:
                 {
                     "server.address": token_url.host,
                     "server.port": token_url.port or (443 if token_url.scheme == "https" else 80),
-                    "url.full": str(token_url.copy_with(query=None, fragment=None)),
+                    # Scheme, host, port and path only: never a userinfo or a query.
+                    "url.full": str(
+                        httpx.URL(
+                            scheme=token_url.scheme,
+                            host=token_url.host,
+                            port=token_url.port,
+                            path=token_url.path,
+                        )
+                    ),
                 }
             )
 
