@@ -266,3 +266,28 @@ def test_doctor_runs_as_a_process_too(server: EmulatorProcess) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pinkcloudsync doctor: healthy" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "check", "says"),
+    [
+        (["--base-url", "http://[::1"], "base url", "not a valid URL"),
+        (["--base-url", "ftp://files.example/v1"], "base url", "not an absolute http(s) URL"),
+        (["--redis-url", "http://127.0.0.1:6379"], "token store", "not a redis:// URL"),
+        (["--redis-url", "redis://[::1"], "token store", "not valid"),
+    ],
+)
+def test_unusable_urls_are_failed_lines_not_tracebacks(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    server: EmulatorProcess,
+    args: list[str],
+    check: str,
+    says: str,
+) -> None:
+    configure(monkeypatch, server)
+    status, verdicts, text = doctor(capsys, *args)
+    assert status == 1
+    assert verdicts[check] == "FAIL"
+    assert says in text
+    assert "Traceback" not in text

@@ -15,6 +15,7 @@ from twins import Twin
 
 from pinkcloudsync_async import ConfigurationError, PinkCloudSyncClient, ServerError
 from pinkcloudsync_async.telemetry import (
+    Telemetry,
     TokenAcquired,
     TokenEvent,
     TokenHooks,
@@ -153,6 +154,8 @@ def test_the_sync_client_refuses_async_hooks() -> None:
         ({"hooks": print}, "hooks= must be a TokenHooks"),
         ({"hooks": TokenHooks(on_token_acquired=42)}, "must be callable"),  # type: ignore[arg-type]
         ({"telemetry": "otel"}, "telemetry= must be a Telemetry"),
+        ({"telemetry": Telemetry(tracer_provider="x")}, "tracer_provider must be"),
+        ({"telemetry": Telemetry(meter_provider=object())}, "meter_provider must be"),
     ],
 )
 def test_wrong_hooks_or_telemetry_are_configuration_errors(

@@ -84,11 +84,20 @@ def run(args: argparse.Namespace) -> int:
         report.redact = _redactor(target)
         _credentials(report, target)
     base_url = target.base_url if target else _fallback_base_url(args)
-    url = httpx.URL(base_url)
-    usable = _base_url(report, url, target, args.allow_insecure_http)
-    proxy = _proxy(report, url)
-    reachable = _tcp(report, url, proxy, args.timeout)
-    _tls(report, url, proxy, reachable, args.timeout)
+    try:
+        url: httpx.URL | None = httpx.URL(base_url.strip())
+    except httpx.InvalidURL as exc:
+        report.line("FAIL", "base url", f"not a valid URL: {exc}")
+        url = None
+    usable = url is not None and _base_url(report, url, target, args.allow_insecure_http)
+    reachable = False
+    if url is not None and url.host:
+        proxy = _proxy(report, url)
+        reachable = _tcp(report, url, proxy, args.timeout)
+        _tls(report, url, proxy, reachable, args.timeout)
+    else:
+        for check in ("proxy", "tcp", "tls"):
+            report.line("skip", check, "no usable base URL")
     if target is not None and usable and reachable:
         run_coroutine(_api(report, target, args))
     else:
@@ -314,7 +323,17 @@ def _store(report: Report, redis_url: str | None, timeout: float) -> None:
     if not redis_url:
         report.line("skip", "token store", "in-process (no Redis token store configured)")
         return
-    url = httpx.URL(redis_url)
+    try:
+        url = httpx.URL(redis_url.strip())
+    except httpx.InvalidURL as exc:
+        report.line("FAIL", "token store", f"the Redis URL is not valid: {exc}")
+        return
+    if url.scheme not in {"redis", "rediss"}:
+        report.line("FAIL", "token store", f"not a redis:// URL (scheme {url.scheme!r})")
+        return
+    if url.scheme == "rediss":
+        report.line("skip", "token store", f"{_masked(url)}: TLS to Redis is not checked here")
+        return
     host, port = url.host or "localhost", url.port or 6379
     shown = _masked(url)
     command = b"*1\r\n$4\r\nPING\r\n"

@@ -120,6 +120,13 @@ class Observer:
                 raise ConfigurationError(
                     f"TokenHooks.{name} is async: the sync client calls plain hooks only."
                 )
+        for name, method in (("tracer_provider", "get_tracer"), ("meter_provider", "get_meter")):
+            provider = getattr(telemetry, name)
+            if provider is not None and not callable(getattr(provider, method, None)):
+                raise ConfigurationError(
+                    f"Telemetry.{name} must be an OpenTelemetry {name.replace('_', ' ')} "
+                    f"(with .{method}()), not {type(provider).__name__}."
+                )
         self.hooks = hooks
         self._otel: Instruments | None = None
         if telemetry.enabled:
