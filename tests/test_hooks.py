@@ -3,6 +3,7 @@ credentials rejected; plain or async; a hook that raises never breaks a request.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from datetime import UTC, datetime
@@ -176,3 +177,20 @@ def test_events_are_frozen_values() -> None:
     )
     with pytest.raises(AttributeError):
         event.advisory = True  # type: ignore[misc]
+
+
+def test_the_telemetry_package_s_public_surface_is_sorted_and_documented() -> None:
+    import pinkcloudsync_async.telemetry as telemetry
+
+    assert telemetry.__all__ == sorted(telemetry.__all__)
+    public = {name for name in vars(telemetry) if not name.startswith("_")}
+    public -= {"annotations"}
+    assert set(telemetry.__all__) == {
+        name for name in public if not inspect.ismodule(getattr(telemetry, name))
+    }
+    for name in telemetry.__all__:
+        value = getattr(telemetry, name)
+        if inspect.isclass(value):
+            assert "__doc__" in vars(value)
+            assert value.__doc__
+            assert not value.__doc__.startswith(f"{name}(")
