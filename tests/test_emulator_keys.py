@@ -4,12 +4,15 @@ a server clock that is off (its `Date` header and its tokens read the skewed clo
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
-from fakes import WALL_T0, FakeClock
+from fakes import WALL_T0, EmulatorProcess, FakeClock
 
+from pinkcloudsync_async import PinkCloudSyncClient
+from pinkcloudsync_async.telemetry import TokenAcquired, TokenHooks
 from pinkcloudsync_async.testing import Emulator, EmulatorKey
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +112,94 @@ async def test_the_date_header_and_the_tokens_read_the_emulator_s_own_clock(skew
 def test_a_clock_skew_must_be_finite() -> None:
     with pytest.raises(ValueError, match="clock_skew"):
         Emulator(clock_skew=float("nan"))
+
+
+async def test_a_served_emulator_rotates_keys_through_its_control_endpoints() -> None:
+    emulator = Emulator([FIRST])
+    async with http(emulator) as client:
+        _, old_token = await token_status(client, FIRST)
+        added = await client.post(
+            "_emulator/keys",
+            json={"api_key": SECOND.api_key, "api_secret": SECOND.api_secret},
+        )
+        assert added.status_code == 201
+        assert added.json()["api_key"] == SECOND.api_key
+        assert SECOND.api_secret not in added.text
+        assert (await token_status(client, SECOND))[0] == 200
+
+        removed = await client.delete(f"_emulator/keys/{FIRST.api_key}")
+        assert removed.status_code == 200
+        assert (await token_status(client, FIRST))[0] == 401
+        revoked = await client.post(f"_emulator/keys/{FIRST.api_key}/revoke")
+        assert revoked.json() == {"api_key": FIRST.api_key, "revoked": 1}
+        assert await api_status(client, old_token) == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "_emulator/keys", {"api_key": "pk_test_first", "api_secret": "x"}, 409),
+        ("POST", "_emulator/keys", {"api_key": "pk_x"}, 400),
+        (
+            "POST",
+            "_emulator/keys",
+            {"api_key": "pk_x", "api_secret": "s", "permissions": "a"},
+            400,
+        ),
+        (
+            "POST",
+            "_emulator/keys",
+            {"api_key": "pk_x", "api_secret": "s", "permissions": ["x"]},
+            400,
+        ),
+        ("GET", "_emulator/keys", None, 405),
+        ("DELETE", "_emulator/keys/pk_test_nope", None, 404),
+        ("GET", "_emulator/keys/pk_test_first/revoke", None, 405),
+        ("POST", "_emulator/keys/pk_test_first/other", None, 404),
+        ("POST", "_emulator/other", None, 404),
+    ],
+)
+async def test_control_requests_that_make_no_sense_get_the_api_s_error_bodies(
+    method: str, path: str, body: dict[str, object] | None, status: int
+) -> None:
+    async with http(Emulator([FIRST])) as client:
+        response = await client.request(method, path, json=body)
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "message"}
+
+
+def test_rotating_a_served_emulator_s_key_under_a_running_sync_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end, out of process: `pinkcloudsync emulator`, a secret file, a rotation
+    through the control endpoints; the client never fails and makes one more token
+    request."""
+    process = EmulatorProcess("--key", f"{FIRST.api_key}:{FIRST.api_secret}")
+    try:
+        key_file, secret_file = tmp_path / "key", tmp_path / "secret"
+        key_file.write_text(FIRST.api_key)
+        secret_file.write_text(FIRST.api_secret)
+        for name in ("PINKCLOUDSYNC_API_KEY", "PINKCLOUDSYNC_API_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_KEY_FILE", str(key_file))
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(secret_file))
+        tokens: list[TokenAcquired] = []
+        hooks = TokenHooks(on_token_acquired=tokens.append)
+        with (
+            PinkCloudSyncClient(base_url=process.url, hooks=hooks) as client,
+            httpx.Client(base_url=process.url + "/") as control,
+        ):
+            client.list_sessions()
+            control.post(
+                "_emulator/keys", json={"api_key": SECOND.api_key, "api_secret": SECOND.api_secret}
+            ).raise_for_status()
+            key_file.write_text(SECOND.api_key)
+            secret_file.write_text(SECOND.api_secret)
+            control.delete(f"_emulator/keys/{FIRST.api_key}").raise_for_status()
+            control.post(f"_emulator/keys/{FIRST.api_key}/revoke").raise_for_status()
+            client.list_sessions()  # refused once, replayed with the new key's token
+    finally:
+        process.stop()
+    # A key added through the endpoint has the subject derived from its api_key.
+    added_sub = EmulatorKey(SECOND.api_key, SECOND.api_secret).sub
+    assert [event.claims.sub for event in tokens] == [FIRST.sub, added_sub]

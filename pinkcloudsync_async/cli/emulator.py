@@ -85,6 +85,8 @@ def _announce(url: str, emulator: Emulator, custom_keys: bool) -> None:
     lines = [
         f"PinkCloudSync emulator listening on {url} (Ctrl-C to stop)",
         f"# keys: {keys}; tokens live {emulator.token_lifetime} s",
+        f"# keys at run time: POST {url}/_emulator/keys {{api_key, api_secret}}, "
+        f"DELETE {url}/_emulator/keys/KEY, POST {url}/_emulator/keys/KEY/revoke",
         "# to use it, in another shell:",
         f"export {BASE_URL_ENV}={url}",
         f"export {API_KEY_ENV}={first.api_key}",

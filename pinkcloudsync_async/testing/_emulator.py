@@ -23,6 +23,7 @@ import httpx
 from .._async_client import AsyncPinkCloudSyncClient
 from .._sync_client import PinkCloudSyncClient
 from ._asgi import Receive, Reply, Scope, Send, error_reply, header, read_body, reason, send_reply
+from ._control import CONTROL_PREFIX, control_reply
 from ._state import (
     EmulatorKey,
     EmulatorStats,
@@ -232,6 +233,8 @@ class Emulator:
     async def _handle(self, scope: Scope, receive: Receive) -> Reply:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"].upper()
+        if path.startswith(CONTROL_PREFIX):
+            return await control_reply(self, method, path, lambda: _json_object(receive))
         if path == _TOKEN_PATH:
             reply = await self._token_endpoint(method, receive)
             with self._lock:
