@@ -47,6 +47,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     connection failures are retried by policy. Any httpx option passes through.
     Use `async with` so early refreshes run in the background. The connection pool
     and proxy transports the client builds itself follow the event loop.
+
+    The key and secret come from `api_key`/`api_secret`, `credentials` (a callable
+    or async callable returning the pair) or the environment (`PINKCLOUDSYNC_API_KEY`,
+    `..._SECRET`, or their `_FILE`), read again for each token request. `hooks`
+    (`TokenHooks`) and `telemetry` (`Telemetry`) observe the token lifecycle.
     """
 
     def __init__(

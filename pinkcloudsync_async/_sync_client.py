@@ -44,6 +44,8 @@ class PinkCloudSyncClient(httpx.Client):
 
     Threads share one token: one of them fetches while the others wait, an early
     refresh is carried by the one thread that noticed it while the others go on.
+    Credentials, `hooks` and `telemetry` as for `AsyncPinkCloudSyncClient` (plain
+    callables only).
     """
 
     def __init__(

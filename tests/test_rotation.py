@@ -329,3 +329,14 @@ async def test_cancelling_the_leader_while_it_reads_the_new_credentials_hands_ov
     assert_all_sessions(outcomes)
     assert reads == 3  # the leader's two, then the one waiter that took over
     assert emulator.stats.token_requests_by_status == {401: 1, 200: 1}
+
+
+def test_a_sync_credentials_callable_returning_an_awaitable_is_a_typed_error() -> None:
+    async def vault() -> tuple[str, str]:
+        return OLD.api_key, OLD.api_secret
+
+    emulator = Emulator([OLD])
+    client = emulator.sync_client(api_key=None, api_secret=None, credentials=lambda: vault())
+    with client, pytest.raises(CredentialsError, match="returned an awaitable"):
+        client.get_token()
+    assert emulator.stats.token_requests == 0
