@@ -28,6 +28,7 @@ import httpx
 
 from .._async_client import AsyncPinkCloudSyncClient
 from .._config import is_loopback_host
+from .._credentials import SettingCredentials
 from .._exceptions import APIError, ConfigurationError, PinkCloudSyncError
 from ._common import PROG, CLIError, Connection, client_options, connection, run_coroutine
 
@@ -133,11 +134,12 @@ def _credentials(report: Report, target: Connection) -> None:
     except ConfigurationError as exc:
         report.line("FAIL", "credentials", str(exc))
         return
-    # The description is "the API key from X, the secret from Y".
-    key_origin, _, secret_origin = provider.description.partition(", the secret from ")
-    key_origin = key_origin.removeprefix("the API key from ")
+    if isinstance(provider, SettingCredentials):
+        key_origin, secret_origin = provider.api_key.origin, provider.api_secret.origin
+    else:
+        key_origin = secret_origin = provider.description
     report.line("ok", "api key", f"{credentials.api_key} (from {key_origin})")
-    report.line("ok", "api secret", f"set, never shown (from {secret_origin or 'credentials='})")
+    report.line("ok", "api secret", f"set, never shown (from {secret_origin})")
 
 
 def _base_url(
