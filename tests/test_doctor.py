@@ -3,11 +3,14 @@ setup, and each failure it diagnoses, exit codes included; never a secret printe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import EmulatorProcess
@@ -291,3 +294,69 @@ def test_unusable_urls_are_failed_lines_not_tracebacks(
     assert verdicts[check] == "FAIL"
     assert says in text
     assert "Traceback" not in text
+
+
+class TLSServer:
+    """A TLS listener on 127.0.0.1 with a certificate for `localhost` from a test CA
+    (trustme): it completes handshakes and closes; it speaks no HTTP."""
+
+    def __init__(self, ca: Any) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("localhost").configure_cert(self.context)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+
+    def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would not.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_tls_handshake_is_checked_against_the_trusted_cas(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    trusted: bool,
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    if trusted:  # as httpx does, the check honours SSL_CERT_FILE
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    server = TLSServer(ca)
+    try:
+        status, verdicts, text = doctor(
+            capsys,
+            "--api-key=pk_doctor",
+            f"--api-secret={SECRET}",
+            f"--base-url=https://localhost:{server.port}/v1",
+        )
+    finally:
+        server.close()
+    assert verdicts["plain http"] == "ok"
+    assert verdicts["tcp"] == "ok"
+    if trusted:
+        assert verdicts["tls"] == "ok"
+        assert "TLSv1." in text
+        assert "certificate valid until" in text
+    else:
+        assert verdicts["tls"] == "FAIL"
+        assert "CERTIFICATE_VERIFY_FAILED" in text
+    assert status == 1  # it speaks no HTTP: the token request fails either way
