@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 import anyio.to_thread
 from pydantic import SecretStr
@@ -99,28 +99,26 @@ class FromFile:
 Setting: TypeAlias = Value | FromFile
 
 
-class CredentialProvider:
-    """What a token source asks for credentials. `read` on a thread, `aread` on an
+@runtime_checkable
+class CredentialProvider(Protocol):
+    """What a token source asks for credentials: `read` on a thread, `aread` on an
     event loop; `changes` is False when they can never differ from one read to the
     next (then a refused secret is not read again); `description` says where they
-    come from, for error messages and `pinkcloudsync doctor`."""
+    come from, for error messages and `pinkcloudsync doctor`. A provider is also a
+    `credentials=` callable (calling it reads)."""
 
-    changes: bool = True
-    description: str = ""
+    changes: bool
+    description: str
 
-    def read(self) -> Credentials:
-        raise NotImplementedError
+    def read(self) -> Credentials: ...
 
-    async def aread(self) -> Credentials:
-        return self.read()
+    async def aread(self) -> Credentials: ...
 
-    def __call__(self) -> Credentials:
-        # Callable like a `credentials=` function; the clients use it as it is.
-        return self.read()
+    def __call__(self) -> Credentials: ...
 
 
-class SettingCredentials(CredentialProvider):
-    """The key and the secret, each a fixed value or a file."""
+class SettingCredentials:
+    """The key and the secret, each a fixed value or a file (a `CredentialProvider`)."""
 
     def __init__(self, api_key: Setting, api_secret: Setting) -> None:
         self.api_key = api_key
@@ -134,9 +132,17 @@ class SettingCredentials(CredentialProvider):
     def read(self) -> Credentials:
         return Credentials(self.api_key.read().get_secret_value(), self.api_secret.read())
 
+    async def aread(self) -> Credentials:
+        # Files are read blocking, on purpose: see FromFile.read.
+        return self.read()
 
-class CallableCredentials(CredentialProvider):
-    """A `credentials=` callable (sync or async) returning `(api_key, api_secret)`.
+    def __call__(self) -> Credentials:
+        return self.read()
+
+
+class CallableCredentials:
+    """A `credentials=` callable (sync or async) returning `(api_key, api_secret)`,
+    as a `CredentialProvider`.
 
     On an event loop a plain callable runs in a worker thread (a vault client may
     block); an async one is awaited. A sync client refuses an async callable at
@@ -160,6 +166,7 @@ class CallableCredentials(CredentialProvider):
             )
         name = getattr(function, "__qualname__", None) or type(function).__name__
         self.description = f"the credentials= callable {name}"
+        self.changes = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description})"
@@ -174,6 +181,9 @@ class CallableCredentials(CredentialProvider):
                 "(api_key, api_secret)."
             )
         return self._check(result)
+
+    def __call__(self) -> Credentials:
+        return self.read()
 
     async def aread(self) -> Credentials:
         if self._is_async:
