@@ -210,20 +210,22 @@ def _run_repl(code: str, env: dict[str, str], tmp_path: Path) -> None:
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     # The asyncio REPL keeps one event loop for the whole session; so does this.
     with asyncio.Runner() as runner:
-        for source, expected in _repl_examples(code):
-            compiled = compile(source, "README.md (REPL)", "single", flags=flags)
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                result = eval(compiled, namespace)  # noqa: S307 - the README's own code
-                if inspect.iscoroutine(result):
-                    runner.run(result)
-            got = out.getvalue()
-            assert checker.check_output(expected, got, doctest.ELLIPSIS), (
-                f">>> {source}\nexpected: {expected!r}\ngot:      {got!r}"
-            )
-        client = namespace.get("client")
-        if client is not None:
-            runner.run(client.aclose())
+        try:
+            for source, expected in _repl_examples(code):
+                compiled = compile(source, "README.md (REPL)", "single", flags=flags)
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    result = eval(compiled, namespace)  # noqa: S307 - the README's own code
+                    if inspect.iscoroutine(result):
+                        runner.run(result)
+                got = out.getvalue()
+                assert checker.check_output(expected, got, doctest.ELLIPSIS), (
+                    f">>> {source}\nexpected: {expected!r}\ngot:      {got!r}"
+                )
+        finally:
+            client = namespace.get("client")
+            if client is not None:
+                runner.run(client.aclose())
 
 
 def _synopsis_lines() -> list[str]:
