@@ -355,6 +355,10 @@ def render(results: dict[str, Any]) -> str:
     lines = ["## Benchmark results", "", *_machine(results)]
     if "overhead" in s:
         lines += _overhead("1. Steady-state overhead, httpx.MockTransport", s["overhead"], goal)
+    if "telemetry" in s:
+        lines += _overhead(
+            "1b. Per-request cost of telemetry, httpx.MockTransport", s["telemetry"], None
+        )
     if "loopback" in s:
         lines += _overhead(
             "2. Steady-state overhead, loopback socket, emulator", s["loopback"], None

@@ -25,11 +25,13 @@ from . import _scenarios_overhead as overhead
 from . import _scenarios_refresh as refresh
 from . import _scenarios_socket as socket_scenario
 from . import _scenarios_storms as storms
+from . import _scenarios_telemetry as telemetry
 from ._report import render
 
 RESULTS = Path(__file__).parent / "results"
 SCENARIOS = (
     "overhead",
+    "telemetry",
     "loopback",
     "cold",
     "expiry",
@@ -237,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in chosen:
         _progress("scenario 1: steady-state overhead over MockTransport")
         scenarios["overhead"] = overhead.mock_overhead(
+            settings["n"], settings["concurrency"], settings["rounds"]
+        )
+    if "telemetry" in chosen:
+        _progress("scenario 1b: per-request cost of telemetry over MockTransport")
+        scenarios["telemetry"] = telemetry.telemetry_overhead(
             settings["n"], settings["concurrency"], settings["rounds"]
         )
     if "loopback" in chosen:

@@ -37,6 +37,7 @@ from ._client_base import (
     SESSIONS_PATH,
     admission_limit,
     build_parts,
+    check_permissions,
     parse_session_list,
     refuse_new_base_url,
     typed_call_error,
@@ -49,12 +50,14 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
+from ._credentials import CredentialsCallable
 from ._deadline import Deadline, attach_deadline, cutoff, deadline_of
 from ._models import AccessToken, SessionList
 from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_async import AsyncTokenFlights
 from ._transports import with_own_transports
+from .telemetry import Telemetry, TokenHooks
 
 if TYPE_CHECKING:
     from .stores import TokenStore
@@ -78,6 +81,10 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     `PINKCLOUDSYNC_HTTP_BACKEND` > "httpx". Raises ConfigurationError for bad settings.
     `token_store` (a `pinkcloudsync_async.stores.TokenStore`; default: from
     `PINKCLOUDSYNC_REDIS_URL`, else in-process) shares the token with a fleet.
+    The key and secret come from `api_key`/`api_secret`, `credentials` (a callable
+    or async callable returning the pair) or the environment (`PINKCLOUDSYNC_API_KEY`,
+    `..._SECRET`, or their `_FILE`), read again for each token request. `hooks`
+    (`TokenHooks`) and `telemetry` (`Telemetry`) observe the token lifecycle.
     """
 
     def __init__(
@@ -85,6 +92,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         api_key: str | None = None,
         api_secret: str | SecretStr | None = None,
         *,
+        credentials: CredentialsCallable | None = None,
+        hooks: TokenHooks | None = None,
+        telemetry: Telemetry | None = None,
         base_url: str | httpx.URL | None = None,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         allow_insecure_http: bool = False,
@@ -103,6 +113,10 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
+            credentials=credentials,
+            hooks=hooks,
+            telemetry=telemetry,
+            for_async=True,
             base_url=base_url,
             refresh_margin=refresh_margin,
             allow_insecure_http=allow_insecure_http,
@@ -125,12 +139,15 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         self._admission = None if limit is None else AsyncAdmission(limit)
         # A store built from the environment is the client's to close; one given is not.
         self._owned_store = parts.token_store if parts.owns_store else None
+        # Telemetry and hooks; the admission layer reports its queue wait here
+        # (`self._observer.record_admission_wait(seconds)`).
+        self._observer = parts.observer
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
             clock=_clock, build_request=self.build_request, asend=self._send_token_request
         )
-        self._tokens = AsyncTokenFlights(source, clock=_clock)
+        self._tokens = AsyncTokenFlights(source, clock=_clock, observer=parts.observer)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
         super().__init__(
             auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs, self.http_backend)
@@ -236,7 +253,9 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             )
         queued = not admission.try_acquire()
         if queued:
+            waited_from = self._clock()
             await admission.acquire(admission_timeout(request.extensions))
+            self._observer.record_admission_wait(self._clock() - waited_from)
         generation = admission.generation  # the slot's: it may outlive its event loop
         try:
             if queued:
@@ -280,7 +299,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                         await bound.aread_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_error(exc)
                 if delay is None:
@@ -289,7 +312,11 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
                 if retry is None and not is_retry_candidate(response):
                     return response
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_response(response)
                 if delay is None:
@@ -316,6 +343,18 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
             self.timeout.as_dict(), clock=self._clock, default=self._default_timeout
         )
         return await self._tokens.get(deadline)
+
+    async def require_permissions(self, *permissions: str) -> AccessToken:
+        """Fail early unless the token's claims grant every one of `permissions`.
+
+        Gets a token if needed (no API call) and returns it; raises
+        `PermissionDeniedError` naming the missing permissions (`admin` grants
+        all), or the token request's typed error. The claims are the server's
+        word at issue time; the server still decides each call.
+        """
+        token = await self.get_token()
+        check_permissions(token, permissions)
+        return token
 
     async def list_sessions(self) -> SessionList:
         """`GET /sync/sessions` as a `SessionList`. Raises only `PinkCloudSyncError`s:

@@ -21,20 +21,24 @@ from ._constants import (
     HTTPX_DEFAULT_MAX_CONNECTIONS,
     TOKEN_PATH,
 )
+from ._credentials import CredentialProvider, CredentialsCallable, SettingCredentials
 from ._deadline import Deadline
 from ._exceptions import (
     ConfigurationError,
     InvalidResponseError,
+    PermissionDeniedError,
     PinkCloudSyncError,
     api_error_for,
     request_failure_error,
 )
-from ._models import SessionList
+from ._models import AccessToken, SessionList
 from ._redaction import Redactor, hide_in_reason_phrase, redacted_response, sent_credentials
 from ._retry_policy import RetryPolicy
 from ._token_exchange import describe_validation_error
 from ._token_source import AsyncSender, RequestFactory, SyncSender, TokenFetcher, TokenSource
 from ._wire import parse_json
+from .telemetry import Telemetry, TokenHooks
+from .telemetry._observer import Observer
 
 if TYPE_CHECKING:
     from .stores import TokenStore
@@ -46,6 +50,7 @@ __all__ = [
     "ClientParts",
     "admission_limit",
     "build_parts",
+    "check_permissions",
     "parse_session_list",
     "refuse_new_base_url",
     "typed_call_error",
@@ -101,12 +106,14 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 class ClientParts:
     """What both twins are built from: resolved settings, the retry policy, the
     httpx options to pass on (timeout defaulted, base URL resolved), the default
-    timeout that makes no deadline (None when the user set one), and the token
-    store (None: in-process) with whether the client owns it (closes it)."""
+    timeout that makes no deadline (None when the user set one), the observer
+    (telemetry and hooks) of the token side, the token source and the retry loop,
+    and the token store (None: in-process) with whether the client owns it (closes it)."""
 
     __slots__ = (
         "default_timeout",
         "httpx_kwargs",
+        "observer",
         "owns_store",
         "policy",
         "settings",
@@ -119,6 +126,7 @@ class ClientParts:
         policy: RetryPolicy,
         httpx_kwargs: dict[str, Any],
         default_timeout: dict[str, Any] | None,
+        observer: Observer,
         token_store: TokenStore | None = None,
         owns_store: bool = False,
     ) -> None:
@@ -126,6 +134,7 @@ class ClientParts:
         self.policy = policy
         self.httpx_kwargs = httpx_kwargs
         self.default_timeout = default_timeout
+        self.observer = observer
         self.token_store = token_store
         self.owns_store = owns_store
 
@@ -141,14 +150,14 @@ class ClientParts:
         with a token store, the store's source wrapping it."""
         settings = self.settings
         source = TokenSource(
-            api_key=settings.api_key,
-            api_secret=settings.api_secret,
+            credentials=settings.credentials,
             token_url=settings.base_url.join(TOKEN_PATH),
             refresh_margin=settings.refresh_margin,
             clock=clock,
             build_request=build_request,
             send=send,
             asend=asend,
+            observer=self.observer,
         )
         if self.token_store is None:
             return source
@@ -158,7 +167,7 @@ class ClientParts:
         return self.token_store.bind(
             source,
             base_url=str(settings.base_url),
-            api_key=settings.api_key,
+            api_key=fleet_identity(settings.credentials),
             lock_ttl=lock_ttl(
                 httpx.Timeout(self.httpx_kwargs["timeout"]).as_dict(),
                 attempts=policy.max_retries + 1,
@@ -168,10 +177,23 @@ class ClientParts:
         )
 
 
+def fleet_identity(credentials: CredentialProvider) -> str:
+    """The API key a fleet's token store keys its entries by: the configured key
+    (an argument, a variable or a file, read now); for a `credentials=` callable,
+    which cannot be read here, the name of the kind (its processes share one entry)."""
+    if isinstance(credentials, SettingCredentials):
+        return credentials.api_key.read().get_secret_value()
+    return "credentials="
+
+
 def build_parts(
     *,
     api_key: str | None,
     api_secret: str | SecretStr | None,
+    credentials: CredentialsCallable | None = None,
+    hooks: TokenHooks | None = None,
+    telemetry: Telemetry | None = None,
+    for_async: bool,
     base_url: str | httpx.URL | None,
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
     allow_insecure_http: bool = False,
@@ -193,6 +215,14 @@ def build_parts(
         base_url=base_url,
         refresh_margin=refresh_margin,
         allow_insecure_http=allow_insecure_http,
+        credentials=credentials,
+        for_async=for_async,
+    )
+    observer = Observer(
+        telemetry=telemetry,
+        hooks=hooks,
+        for_async=for_async,
+        token_url=settings.base_url.join(TOKEN_PATH),
     )
     try:
         policy = RetryPolicy(
@@ -212,7 +242,33 @@ def build_parts(
         kwargs["timeout"] = _checked_timeout(kwargs["timeout"])
     kwargs["base_url"] = settings.base_url
     store, owns_store = resolve_token_store(token_store)
-    return ClientParts(settings, policy, kwargs, default_timeout, store, owns_store)
+    return ClientParts(settings, policy, kwargs, default_timeout, observer, store, owns_store)
+
+
+def check_permissions(token: AccessToken, required: tuple[str, ...]) -> None:
+    """Raise `PermissionDeniedError` naming what `token`'s claims lack of `required`.
+
+    `admin` grants every permission (the API's table). No permission asked: no check.
+    """
+    for permission in required:
+        if not isinstance(permission, str) or not permission.strip():
+            raise ConfigurationError("require_permissions() takes non-empty permission names.")
+    held = set(token.claims.permissions)
+    if "admin" in held:
+        return
+    missing = [p for p in dict.fromkeys(required) if p not in held]
+    if not missing:
+        return
+    who = token.claims.sub or "this API key"
+    has = ", ".join(token.claims.permissions) or "none"
+    raise PermissionDeniedError(
+        status_code=403,
+        error="insufficient_permissions",
+        message=(
+            f"The token for {who} lacks {', '.join(missing)} (it has: {has}); "
+            "grant them to the API key or use another key."
+        ),
+    )
 
 
 def _checked_timeout(timeout: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,29 +24,58 @@ from ._constants import (
     REDIS_URL_ENV,
     TOKEN_ENCRYPTION_KEY_ENV,
 )
+from ._credentials import (
+    CallableCredentials,
+    CredentialProvider,
+    CredentialsCallable,
+    FromFile,
+    Setting,
+    SettingCredentials,
+    Value,
+)
 from ._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .stores import TokenStore
 
 __all__ = [
+    "FILE_SUFFIX",
+    "Layers",
     "Settings",
     "is_loopback_host",
+    "resolve_credentials",
     "resolve_http_backend",
     "resolve_settings",
     "resolve_token_store",
     "wrap_secret",
 ]
 
+# PINKCLOUDSYNC_API_SECRET_FILE=/run/secrets/x: the Docker and Kubernetes convention.
+FILE_SUFFIX = "_FILE"
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved, validated configuration. The secret stays wrapped in a SecretStr."""
+    """Resolved, validated configuration.
 
-    api_key: str
-    api_secret: SecretStr
+    `credentials` is read again for each token request (files and callables may
+    change); `base_url_origin` says where the base URL came from.
+    """
+
+    credentials: CredentialProvider
     base_url: httpx.URL
     refresh_margin: float
+    base_url_origin: str = "the default"
+
+    @property
+    def api_key(self) -> str:
+        """The API key as the credentials read now."""
+        return self.credentials.read().api_key
+
+    @property
+    def api_secret(self) -> SecretStr:
+        """The API secret as the credentials read now (a `SecretStr`)."""
+        return self.credentials.read().api_secret
 
 
 def is_loopback_host(host: str) -> bool:
@@ -63,13 +92,89 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _pick(name: str, argument: str | None, environ: Mapping[str, str], env_name: str) -> str:
-    value = argument if argument is not None else environ.get(env_name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ConfigurationError(f"No {name} configured: pass {name}= or set {env_name}.")
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}.")
-    return value.strip()
+# Where settings are looked for after the arguments: (label, variables), in order.
+# The library reads the process environment; the CLI adds the `.env` file after it.
+Layers = Sequence[tuple[str, Mapping[str, str]]]
+
+
+def _from_layers(env_name: str, layers: Layers) -> Setting | None:
+    """A setting from the first layer that has `env_name` or `env_name_FILE`."""
+    file_name = env_name + FILE_SUFFIX
+    for label, variables in layers:
+        plain, path = variables.get(env_name), variables.get(file_name)
+        plain = None if _blank(plain) else plain
+        path = None if _blank(path) else path
+        where = "" if label == "environment" else f" in {label}"
+        if plain is not None and path is not None:
+            raise ConfigurationError(
+                f"Both {env_name} and {file_name} are set{where}: set only one of them."
+            )
+        if path is not None:
+            setting = FromFile(path.strip(), f"the file named by {file_name}{where}")
+            setting.read()  # a missing or empty file fails now, not at the first call
+            return setting
+        if plain is not None:
+            return Value(plain.strip(), f"{env_name}" + (where or " in the environment"))
+    return None
+
+
+def _setting(
+    name: str, argument: str | SecretStr | None, origin: str, env_name: str, layers: Layers
+) -> Setting:
+    if argument is not None:
+        raw = argument.get_secret_value() if isinstance(argument, SecretStr) else argument
+        if not isinstance(raw, str):
+            raise ConfigurationError(f"{name} must be a string, not {type(raw).__name__}.")
+        if not raw.strip():
+            raise ConfigurationError(f"No {name} configured: pass {name}= or set {env_name}.")
+        return Value(raw.strip(), origin)
+    setting = _from_layers(env_name, layers)
+    if setting is None:
+        raise ConfigurationError(
+            f"No {name} configured: pass {name}= or set {env_name} (or {env_name}{FILE_SUFFIX})."
+        )
+    return setting
+
+
+def resolve_credentials(
+    *,
+    api_key: str | None,
+    api_secret: str | SecretStr | None,
+    credentials: CredentialsCallable | CredentialProvider | None = None,
+    for_async: bool = True,
+    layers: Layers | None = None,
+    argument_origins: tuple[str, str] = ("the api_key= argument", "the api_secret= argument"),
+) -> CredentialProvider:
+    """The credential provider: argument > environment (`*_FILE` or plain) > nothing.
+
+    `credentials=` is an argument too, exclusive with `api_key=` / `api_secret=`.
+    """
+    if credentials is not None:
+        if api_key is not None or api_secret is not None:
+            raise ConfigurationError(
+                "Pass either credentials= or api_key= and api_secret=, not both."
+            )
+        if isinstance(credentials, CredentialProvider):
+            return credentials
+        return CallableCredentials(credentials, for_async=for_async)
+    layers = [("environment", os.environ)] if layers is None else layers
+    if (
+        api_key is None
+        and api_secret is None
+        and all(
+            _blank(variables.get(name)) and _blank(variables.get(name + FILE_SUFFIX))
+            for _, variables in layers
+            for name in (API_KEY_ENV, API_SECRET_ENV)
+        )
+    ):
+        raise ConfigurationError(
+            f"No API credentials configured: set {API_KEY_ENV} and {API_SECRET_ENV} "
+            f"(or {API_KEY_ENV}{FILE_SUFFIX} and {API_SECRET_ENV}{FILE_SUFFIX}, or pass "
+            "api_key= and api_secret=, or credentials=)."
+        )
+    key = _setting("api_key", api_key, argument_origins[0], API_KEY_ENV, layers)
+    secret = _setting("api_secret", api_secret, argument_origins[1], API_SECRET_ENV, layers)
+    return SettingCredentials(key, secret)
 
 
 def wrap_secret(value: str | SecretStr | None) -> SecretStr | None:
@@ -79,18 +184,6 @@ def wrap_secret(value: str | SecretStr | None) -> SecretStr | None:
     return SecretStr(value)
 
 
-def _checked_secret(secret: SecretStr | None) -> SecretStr:
-    if secret is None or _blank(secret.get_secret_value()):
-        raise ConfigurationError(
-            f"No api_secret configured: pass api_secret= or set {API_SECRET_ENV}."
-        )
-    if not isinstance(secret.get_secret_value(), str):
-        raise ConfigurationError(
-            f"api_secret must be a string, not {type(secret.get_secret_value()).__name__}."
-        )
-    return SecretStr(secret.get_secret_value().strip())
-
-
 def resolve_settings(
     *,
     api_key: str | None,
@@ -98,27 +191,30 @@ def resolve_settings(
     base_url: str | httpx.URL | None,
     refresh_margin: float,
     allow_insecure_http: bool,
+    credentials: CredentialsCallable | CredentialProvider | None = None,
+    for_async: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve and validate; raise ConfigurationError naming what to set or fix.
 
-    Precedence, for every setting: argument > environment variable > default.
+    Precedence, for every setting: argument > environment variable > default. The
+    key and the secret may each come from a file (`PINKCLOUDSYNC_API_KEY_FILE`,
+    `PINKCLOUDSYNC_API_SECRET_FILE`), read again for each token request.
     """
     env = os.environ if environ is None else environ
-    # The secret is wrapped before anything can raise: error trackers capture the
-    # locals of every frame in a traceback, and no frame of ours holds it plain.
-    secret = wrap_secret(api_secret)
-    if secret is None and API_SECRET_ENV in env:
-        secret = SecretStr(env[API_SECRET_ENV])
-    key_value = api_key if api_key is not None else env.get(API_KEY_ENV)
-    if _blank(key_value) and (secret is None or _blank(secret.get_secret_value())):
-        raise ConfigurationError(
-            f"No API credentials configured: set {API_KEY_ENV} and {API_SECRET_ENV} "
-            "(or pass api_key= and api_secret=)."
-        )
-    key = _pick("api_key", api_key, env, API_KEY_ENV)
-    secret = _checked_secret(secret)
-
+    provider = resolve_credentials(
+        api_key=api_key,
+        api_secret=api_secret,
+        credentials=credentials,
+        for_async=for_async,
+        layers=[("environment", env)],
+    )
+    if base_url is not None:
+        url_origin = "the base_url= argument"
+    elif env.get(BASE_URL_ENV):
+        url_origin = f"{BASE_URL_ENV} in the environment"
+    else:
+        url_origin = "the default"
     raw_url = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     try:
         url = httpx.URL(str(raw_url).strip())
@@ -148,7 +244,10 @@ def resolve_settings(
     ):
         raise ConfigurationError("refresh_margin must be a finite number of seconds >= 0.")
     return Settings(
-        api_key=key, api_secret=secret, base_url=url, refresh_margin=float(refresh_margin)
+        credentials=provider,
+        base_url=url,
+        refresh_margin=float(refresh_margin),
+        base_url_origin=url_origin,
     )
 
 

@@ -2,6 +2,7 @@
 
     PinkCloudSyncError                     every error this library raises
     ├── ConfigurationError                 missing or unusable configuration (also ValueError)
+    │   └── CredentialsError               a secret file or a credentials= callable failed
     ├── InvalidResponseError               a payload that is not what the API promises
     ├── APIConnectionError                 the API could not be reached (also httpx.TransportError)
     ├── RequestTimeoutError                a request's total time budget ran out
@@ -44,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "CredentialsError",
     "InvalidResponseError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -61,6 +63,12 @@ class PinkCloudSyncError(Exception):
 
 class ConfigurationError(PinkCloudSyncError, ValueError):
     """The client cannot be built or used with the configuration it was given."""
+
+
+class CredentialsError(ConfigurationError):
+    """The credentials could not be read for a token request: a secret file missing,
+    unreadable or empty, or a `credentials=` callable that raised (its exception is
+    the `__cause__`) or returned something other than `(api_key, api_secret)`."""
 
 
 class InvalidResponseError(PinkCloudSyncError):

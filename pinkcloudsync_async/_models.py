@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -114,7 +115,9 @@ class AccessToken(BaseModel):
     `obtained_at` is when the token request was *sent* (so the lifetime can only be
     underestimated); `lifetime` is `expires_in`, shortened by the claims when they
     say so; `expires_at = obtained_at + lifetime`; `refresh_at` is when it becomes
-    due for an early refresh. `repr` never shows the token.
+    due for an early refresh. `expires_at_utc` is the same expiry on this machine's
+    wall clock (UTC), for people and logs. `repr` shows the subject, permissions,
+    wall-clock expiry and time left, never the token.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -127,6 +130,7 @@ class AccessToken(BaseModel):
     obtained_at: float
     expires_at: float
     refresh_at: float
+    expires_at_utc: datetime | None = None
 
     # Built once per token so the per-request path does no string work.
     authorization: SecretStr = Field(repr=False)
@@ -134,3 +138,30 @@ class AccessToken(BaseModel):
     def remaining(self, now: float) -> float:
         """Seconds left before expiry at monotonic time `now` (may be negative)."""
         return self.expires_at - now
+
+    def __repr__(self) -> str:
+        # The monotonic numbers mean nothing to a reader: show who, what and until when.
+        claims = self.claims
+        parts = [f"sub={claims.sub!r}", f"permissions={claims.permissions!r}"]
+        if self.expires_at_utc is not None:
+            left = (self.expires_at_utc - datetime.now(UTC)).total_seconds()
+            expiry = self.expires_at_utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+            parts.append(f"expires={expiry!r}")
+            parts.append(f"left={_duration(left)!r}" if left > 0 else "left='expired'")
+        else:
+            parts.append(f"lifetime={self.lifetime:g}s")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+def _duration(seconds: float) -> str:
+    """`59m12s`, `1h0m5s`, `42s`: a time left, for people."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

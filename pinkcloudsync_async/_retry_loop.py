@@ -28,6 +28,7 @@ from ._retry_policy import (
     parse_retry_after,
     plan_retry,
 )
+from .telemetry._observer import Observer
 
 __all__ = ["RetryLoop", "classify_failure", "is_retry_candidate"]
 
@@ -66,7 +67,7 @@ def is_retry_candidate(response: httpx.Response) -> bool:
 class RetryLoop:
     """One request's attempts after the first one failed: asks `plan_retry` each time."""
 
-    __slots__ = ("clock", "deadline", "policy", "replayable", "request", "retries")
+    __slots__ = ("clock", "deadline", "observer", "policy", "replayable", "request", "retries")
 
     def __init__(
         self,
@@ -75,8 +76,10 @@ class RetryLoop:
         clock: Callable[[], float],
         *,
         replayable: bool,
+        observer: Observer | None = None,
     ) -> None:
         self.request = request
+        self.observer = observer  # counts retries by reason
         self.replayable = replayable
         self.clock = clock
         self.retries = 0
@@ -118,6 +121,8 @@ class RetryLoop:
             self._stop()
             return None
         self._log(decision.reason, decision.delay)
+        if self.observer is not None:
+            self.observer.retry(str(status))
         return decision.delay
 
     def after_error(self, exc: Exception) -> float | None:
@@ -133,6 +138,8 @@ class RetryLoop:
             self._stop()
             return None
         self._log(f"{type(exc).__name__} ({decision.reason})", decision.delay)
+        if self.observer is not None:
+            self.observer.retry(type(exc).__name__)
         return decision.delay
 
     def next_attempt(self) -> None:

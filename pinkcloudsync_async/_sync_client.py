@@ -30,6 +30,7 @@ from ._client_base import (
     SESSIONS_PATH,
     admission_limit,
     build_parts,
+    check_permissions,
     parse_session_list,
     refuse_new_base_url,
     typed_call_error,
@@ -42,12 +43,14 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_BASE,
     DEFAULT_RETRY_BACKOFF_MAX,
 )
+from ._credentials import CredentialsCallable
 from ._deadline import Deadline, attach_deadline, deadline_of
 from ._exceptions import ConfigurationError
 from ._models import AccessToken, SessionList
 from ._redaction import Redactor
 from ._retry_loop import RetryLoop, is_retry_candidate
 from ._token_flights_sync import SyncTokenFlights
+from .telemetry import Telemetry, TokenHooks
 
 if TYPE_CHECKING:
     from .stores import TokenStore
@@ -67,6 +70,8 @@ class PinkCloudSyncClient(httpx.Client):
     (aiohttp is asynchronous; `PINKCLOUDSYNC_HTTP_BACKEND` is for the async client).
     `token_store` (a `pinkcloudsync_async.stores.TokenStore`; default: from
     `PINKCLOUDSYNC_REDIS_URL`, else in-process) shares the token with a fleet.
+    Credentials, `hooks` and `telemetry` as for `AsyncPinkCloudSyncClient` (plain
+    callables only).
     """
 
     def __init__(
@@ -74,6 +79,9 @@ class PinkCloudSyncClient(httpx.Client):
         api_key: str | None = None,
         api_secret: str | SecretStr | None = None,
         *,
+        credentials: CredentialsCallable | None = None,
+        hooks: TokenHooks | None = None,
+        telemetry: Telemetry | None = None,
         base_url: str | httpx.URL | None = None,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         allow_insecure_http: bool = False,
@@ -99,6 +107,10 @@ class PinkCloudSyncClient(httpx.Client):
         parts = build_parts(
             api_key=api_key,
             api_secret=api_secret,
+            credentials=credentials,
+            hooks=hooks,
+            telemetry=telemetry,
+            for_async=False,
             base_url=base_url,
             refresh_margin=refresh_margin,
             allow_insecure_http=allow_insecure_http,
@@ -118,12 +130,15 @@ class PinkCloudSyncClient(httpx.Client):
         self._admission = None if limit is None else SyncAdmission(limit)
         # A store built from the environment is the client's to close; one given is not.
         self._owned_store = parts.token_store if parts.owns_store else None
+        # Telemetry and hooks; the admission layer reports its queue wait here
+        # (`self._observer.record_admission_wait(seconds)`).
+        self._observer = parts.observer
         # Composed before httpx's __init__ so that it receives the finished auth; the
         # bound methods it is given are only called once the client exists.
         source = parts.token_source(
             clock=_clock, build_request=self.build_request, send=self._send_token_request
         )
-        self._tokens = SyncTokenFlights(source, clock=_clock)
+        self._tokens = SyncTokenFlights(source, clock=_clock, observer=parts.observer)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
         super().__init__(auth=self._pcs_auth, **parts.httpx_kwargs)
 
@@ -215,7 +230,10 @@ class PinkCloudSyncClient(httpx.Client):
             return self._send_handling_retries(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
+        waited_from = self._clock()
         queued = admission.acquire(admission_timeout(request.extensions))
+        if queued:
+            self._observer.record_admission_wait(self._clock() - waited_from)
         try:
             if queued:
                 fit_after_wait(request.extensions)
@@ -255,7 +273,11 @@ class PinkCloudSyncClient(httpx.Client):
                     bound.read_body(response)
             except httpx.TransportError as exc:
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_error(exc)
                 if delay is None:
@@ -264,7 +286,11 @@ class PinkCloudSyncClient(httpx.Client):
                 if retry is None and not is_retry_candidate(response):
                     return response
                 retry = retry or RetryLoop(
-                    request, self._retry_policy, self._clock, replayable=replayable
+                    request,
+                    self._retry_policy,
+                    self._clock,
+                    replayable=replayable,
+                    observer=self._observer,
                 )
                 delay = retry.after_response(response)
                 if delay is None:
@@ -287,6 +313,18 @@ class PinkCloudSyncClient(httpx.Client):
             self.timeout.as_dict(), clock=self._clock, default=self._default_timeout
         )
         return self._tokens.get(deadline)
+
+    def require_permissions(self, *permissions: str) -> AccessToken:
+        """Fail early unless the token's claims grant every one of `permissions`.
+
+        Gets a token if needed (no API call) and returns it; raises
+        `PermissionDeniedError` naming the missing permissions (`admin` grants
+        all), or the token request's typed error. The claims are the server's
+        word at issue time; the server still decides each call.
+        """
+        token = self.get_token()
+        check_permissions(token, permissions)
+        return token
 
     def list_sessions(self) -> SessionList:
         """`GET /sync/sessions` as a `SessionList`. Raises only `PinkCloudSyncError`s:

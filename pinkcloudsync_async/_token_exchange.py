@@ -5,6 +5,7 @@ Shared by the async and sync flows; no I/O happens here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -116,13 +117,15 @@ def token_from_response(
     sent_at: float,
     refresh_margin: float,
     secrets: Redactor,
+    sent_at_wall: float | None = None,
 ) -> AccessToken:
     """The AccessToken in a token response, or the typed error it deserves.
 
     Error statuses raise the APIError subclass for the status (with the number of
     attempts the retry policy made); anything but a valid `TokenResponse` raises
     InvalidResponseError. No message, and nothing the error carries, shows the
-    payload or any of `secrets` (the API secret, the token in use).
+    payload or any of `secrets` (the API secret, the token in use). `sent_at` is
+    monotonic seconds; `sent_at_wall` (epoch seconds) gives the wall-clock expiry.
     """
     attempts = response.extensions.get(ATTEMPTS_EXTENSION, 1)
     if response.status_code >= 400:
@@ -152,6 +155,9 @@ def token_from_response(
         lifetime=lifetime,
         expires_at=expires_at,
         refresh_at=expires_at - refresh_lead(lifetime, refresh_margin),
+        expires_at_utc=None
+        if sent_at_wall is None
+        else datetime.fromtimestamp(sent_at_wall + lifetime, UTC),
     )
 
 
@@ -164,9 +170,11 @@ def build_access_token(
     lifetime: float,
     expires_at: float,
     refresh_at: float,
+    expires_at_utc: datetime | None = None,
 ) -> AccessToken:
     """An `AccessToken` timed on this process's monotonic clock: `expires_at` and
-    `refresh_at` are monotonic seconds; it was obtained `lifetime` before expiry."""
+    `refresh_at` are monotonic seconds; it was obtained `lifetime` before expiry;
+    `expires_at_utc` is its wall-clock expiry, when known."""
     return AccessToken(
         access_token=access_token,
         token_type=token_type,
@@ -176,6 +184,7 @@ def build_access_token(
         obtained_at=expires_at - lifetime,
         expires_at=expires_at,
         refresh_at=refresh_at,
+        expires_at_utc=expires_at_utc,
         # No local holds the raw token: a locals-formatted traceback would show it.
         authorization=SecretStr(f"Bearer {access_token.get_secret_value()}"),
     )

@@ -12,7 +12,8 @@ background; otherwise the one caller that noticed a due token carries the refres
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import anyio
@@ -27,6 +28,7 @@ from ._logging import redact_dependency_logs
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenFetcher, log_advisory_failure
+from .telemetry._observer import Observer
 
 __all__ = ["AsyncTokenFlights"]
 
@@ -51,7 +53,9 @@ class AsyncTokenFlights:
 
     `source` performs token requests (a `TokenSource`, or a token store's); `clock`
     is monotonic seconds. Deadlines are `Deadline`s (None: no limit); a spent one
-    raises `RequestTimeoutError`.
+    raises `RequestTimeoutError`. `observer` records each token request, each
+    caller's wait and each 401 replay, and calls the hooks once a flight's outcome
+    is published.
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class AsyncTokenFlights:
         *,
         clock: Callable[[], float],
         lifecycle: TokenLifecycle[AccessToken] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.source = source
+        self.observer = observer or Observer(for_async=True)
         self.lifecycle: TokenLifecycle[AccessToken] = lifecycle or TokenLifecycle()
         self._clock = clock
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -75,7 +81,7 @@ class AsyncTokenFlights:
         """The API secret and the token held now: what no log record may show."""
         token = self.lifecycle.token
         held = () if token is None else (token.access_token,)
-        return (self.source.api_secret, *held)
+        return (*self.source.sent_secrets(), *held)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: no flight in progress (the coroutine flying it runs on
@@ -96,7 +102,10 @@ class AsyncTokenFlights:
         return self.lifecycle.fresh(self._clock())
 
     def invalidate(self, token: AccessToken) -> None:
-        """The API refused `token` (401): drop it unless a newer one replaced it."""
+        """The API refused `token` (401): drop it unless a newer one replaced it.
+
+        The auth calls this once per replayed request, so it counts the replays."""
+        self.observer.replay()
         self.lifecycle.invalidate(token)
         self.source.refused(token)  # a token store forgets it fleet-wide
 
@@ -120,7 +129,8 @@ class AsyncTokenFlights:
                     # will never report here. Start over.
                     lifecycle.abandon(flight)
                     continue
-                await self._wait(flight, deadline)
+                with self._waiting():
+                    await self._wait(flight, deadline)
                 if flight.token is not None:
                     return flight.token
                 if flight.error is not None:
@@ -134,11 +144,21 @@ class AsyncTokenFlights:
                     self._task_group.start_soon(self._background_refresh, flight)
                     return token
                 # No task group to own it: this one caller carries the refresh.
-                await self._fly(flight, deadline)
+                with self._waiting():
+                    await self._fly(flight, deadline)
                 return flight.token or token
-            await self._fly(flight, deadline)
+            with self._waiting():
+                await self._fly(flight, deadline)
             assert flight.token is not None
             return flight.token
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observer.waited(time.perf_counter() - started)
 
     async def _wait(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
         event = _done_event(flight)
@@ -151,6 +171,23 @@ class AsyncTokenFlights:
         raise RequestTimeoutError("Timed out waiting for an access token.")
 
     async def _fly(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
+        """`_publish`, observed: a span around it; the hooks once every waiter has
+        the outcome (a slow hook delays no waiter)."""
+        held = self.lifecycle.token
+        record = self.observer.start(flight)
+        try:
+            await self._publish(flight, deadline)
+        except Exception:
+            self.observer.end(record, flight, held)
+            await self.observer.anotify(record.events)
+            raise
+        except BaseException:
+            self.observer.end(record, flight, held)
+            raise
+        self.observer.end(record, flight, held)
+        await self.observer.anotify(record.events)
+
+    async def _publish(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
         """Make the flight's token request and publish its outcome to every waiter.
 
         Raises the error of a failed mandatory flight; an advisory (early refresh)

@@ -6,8 +6,10 @@ flight's done event is a `threading.Event`. Nothing here touches an event loop.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from pydantic import SecretStr
 
@@ -18,6 +20,7 @@ from ._logging import redact_dependency_logs
 from ._models import AccessToken
 from ._token_lifecycle import Action, Flight, TokenLifecycle, copy_for_waiter
 from ._token_source import TokenFetcher, log_advisory_failure
+from .telemetry._observer import Observer
 
 __all__ = ["SyncTokenFlights"]
 
@@ -27,8 +30,9 @@ class SyncTokenFlights:
 
     `source` performs token requests (a `TokenSource`, or a token store's); `clock`
     is monotonic seconds. Deadlines are `Deadline`s (None: no limit); a spent one
-    raises `RequestTimeoutError`.
-    An early refresh is carried by the one thread that noticed it.
+    raises `RequestTimeoutError`. An early refresh is carried by the one thread that
+    noticed it. `observer` records each token request, each thread's wait and each
+    401 replay, and calls the hooks once a flight's outcome is published.
     """
 
     def __init__(
@@ -37,8 +41,10 @@ class SyncTokenFlights:
         *,
         clock: Callable[[], float],
         lifecycle: TokenLifecycle[AccessToken] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.source = source
+        self.observer = observer or Observer(for_async=False)
         self.lifecycle: TokenLifecycle[AccessToken] = lifecycle or TokenLifecycle()
         self._clock = clock
         self._lock = threading.Lock()
@@ -49,7 +55,7 @@ class SyncTokenFlights:
         """The API secret and the token held now: what no log record may show."""
         token = self.lifecycle.token
         held = () if token is None else (token.access_token,)
-        return (self.source.api_secret, *held)
+        return (*self.source.sent_secrets(), *held)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a fresh lock (a parent thread may have held this one)
@@ -69,7 +75,10 @@ class SyncTokenFlights:
         return self.lifecycle.fresh(self._clock())
 
     def invalidate(self, token: AccessToken) -> None:
-        """The API refused `token` (401): drop it unless a newer one replaced it."""
+        """The API refused `token` (401): drop it unless a newer one replaced it.
+
+        The auth calls this once per replayed request, so it counts the replays."""
+        self.observer.replay()
         with self._lock:
             self.lifecycle.invalidate(token)
         self.source.refused(token)  # a token store forgets it fleet-wide
@@ -95,7 +104,9 @@ class SyncTokenFlights:
                 done = flight.waker
                 assert isinstance(done, threading.Event)
                 timeout = None if deadline is None else max(0.0, deadline.remaining())
-                if not done.wait(timeout):
+                with self._waiting():
+                    arrived = done.wait(timeout)
+                if not arrived:
                     raise RequestTimeoutError("Timed out waiting for an access token.")
                 if flight.token is not None:
                     return flight.token
@@ -104,13 +115,39 @@ class SyncTokenFlights:
                 continue
             if action is Action.USE_AND_REFRESH:
                 assert token is not None
-                self._fly(flight, deadline)  # this thread carries it; others go on
+                with self._waiting():
+                    self._fly(flight, deadline)  # this thread carries it; others go on
                 return flight.token or token
-            self._fly(flight, deadline)
+            with self._waiting():
+                self._fly(flight, deadline)
             assert flight.token is not None
             return flight.token
 
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observer.waited(time.perf_counter() - started)
+
     def _fly(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
+        # Observed: a span around it; the hooks once every waiter has the outcome.
+        held = self.lifecycle.token
+        record = self.observer.start(flight)
+        try:
+            self._publish(flight, deadline)
+        except Exception:
+            self.observer.end(record, flight, held)
+            self.observer.notify(record.events)
+            raise
+        except BaseException:
+            self.observer.end(record, flight, held)
+            raise
+        self.observer.end(record, flight, held)
+        self.observer.notify(record.events)
+
+    def _publish(self, flight: Flight[AccessToken], deadline: Deadline | None) -> None:
         lifecycle = self.lifecycle
         done = flight.waker
         assert isinstance(done, threading.Event)

@@ -116,6 +116,7 @@ class Flight(Generic[TokenT]):
     token: TokenT | None = None
     error: Exception | None = None
     abandoned: bool = False  # its caller was cancelled: a waiter must take over
+    waiters: int = 0  # callers told to WAIT on it (for telemetry)
 
 
 @dataclass(eq=False)
@@ -152,6 +153,7 @@ class TokenLifecycle(Generic[TokenT]):
                 return Action.USE, token, None
             return Action.USE_AND_REFRESH, token, self._begin(mandatory=False)
         if self.flight is not None:
+            self.flight.waiters += 1
             return Action.WAIT, None, self.flight
         return Action.FETCH, None, self._begin(mandatory=True)
 

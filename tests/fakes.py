@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -67,6 +71,78 @@ def make_client(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> Async
     return AsyncPinkCloudSyncClient(
         API_KEY, API_SECRET, transport=httpx.MockTransport(handler), **kwargs
     )
+
+
+# ----------------------------------------------------------- emulator process
+
+TIMEOUT = 30.0  # bound of every wait on a subprocess
+
+
+class EmulatorProcess:
+    """`python -m pinkcloudsync_async emulator --port 0 ...`, its output read as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "pinkcloudsync_async", "emulator", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.stdout_lines = [self._next_line()]
+        assert "listening on" in self.stdout_lines[0], self.stdout_lines
+        while not self.stdout_lines[-1].startswith("export PINKCLOUDSYNC_API_KEY"):
+            self.stdout_lines.append(self._next_line())
+        self.stdout_lines.append(self._next_line())  # the secret's line
+        self.url = self.stdout_lines[0].split(" on ")[1].split()[0]
+        self.stderr = ""
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _next_line(self) -> str:
+        try:
+            line = self._lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError("the emulator printed nothing in time") from None
+        if line is None:
+            self.proc.wait(timeout=TIMEOUT)
+            assert self.proc.stderr is not None
+            raise AssertionError(f"the emulator exited: {self.proc.stderr.read()}")
+        return line
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        """Send `signum`; the exit status (the process is gone afterwards)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            status = self.proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self._reader.join(TIMEOUT)
+            assert self.proc.stderr is not None
+            self.stderr = self.proc.stderr.read()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        while not self._lines.empty():
+            line = self._lines.get()
+            if line is not None:
+                self.stdout_lines.append(line)
+        return status
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.stdout_lines) + "\n" + self.stderr
 
 
 # ------------------------------------------------------------------------ clock

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
+from fakes import TIMEOUT, EmulatorProcess
 
 from pinkcloudsync_async.cli import main
 
-TIMEOUT = 30.0
 SECRET = "sk_cli_SECRET_never_printed"
 RO_SECRET = "sk_ro_SECRET_never_printed"
 WO_SECRET = "sk_wo_SECRET_never_printed"
@@ -34,73 +32,6 @@ KEYS = [
     f"pk_wo:{WO_SECRET}:sync:write",
 ]
 ENV_NAMES = ("PINKCLOUDSYNC_API_KEY", "PINKCLOUDSYNC_API_SECRET", "PINKCLOUDSYNC_BASE_URL")
-
-
-class EmulatorProcess:
-    """`python -m pinkcloudsync_async emulator --port 0 ...`, its output read as it comes."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "pinkcloudsync_async", "emulator", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.stdout_lines = [self._next_line()]
-        assert "listening on" in self.stdout_lines[0], self.stdout_lines
-        while not self.stdout_lines[-1].startswith("export PINKCLOUDSYNC_API_KEY"):
-            self.stdout_lines.append(self._next_line())
-        self.stdout_lines.append(self._next_line())  # the secret's line
-        self.url = self.stdout_lines[0].split(" on ")[1].split()[0]
-        self.stderr = ""
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _next_line(self) -> str:
-        try:
-            line = self._lines.get(timeout=TIMEOUT)
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError("the emulator printed nothing in time") from None
-        if line is None:
-            self.proc.wait(timeout=TIMEOUT)
-            assert self.proc.stderr is not None
-            raise AssertionError(f"the emulator exited: {self.proc.stderr.read()}")
-        return line
-
-    def stop(self, signum: int = signal.SIGINT) -> int:
-        """Send `signum`; the exit status (the process is gone afterwards)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            status = self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        finally:
-            self._reader.join(TIMEOUT)
-            assert self.proc.stderr is not None
-            self.stderr = self.proc.stderr.read()
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
-        while not self._lines.empty():
-            line = self._lines.get()
-            if line is not None:
-                self.stdout_lines.append(line)
-        return status
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.stdout_lines) + "\n" + self.stderr
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +338,104 @@ class TestEntryPoints:
         out = capsys.readouterr().out
         for command in ("emulator", "token", "sessions", "request", "demo"):
             assert command in out
+
+
+class TestOptionsAndMessages:
+    def test_connection_flags_work_before_the_command_too(
+        self, capsys: pytest.CaptureFixture[str], server: EmulatorProcess
+    ) -> None:
+        status, out, _ = run(
+            capsys,
+            "--api-key",
+            "pk_cli",
+            f"--api-secret={SECRET}",
+            "--base-url",
+            server.url,
+            "token",
+        )
+        assert status == 0
+        assert "subject:" in out
+        # After the command wins over before it.
+        status, _, err = run(
+            capsys,
+            "--api-secret",
+            WRONG_SECRET,
+            "--base-url",
+            server.url,
+            "token",
+            "--api-key=pk_cli",
+            f"--api-secret={SECRET}",
+        )
+        assert status == 0, err
+
+    @pytest.mark.parametrize("where", ["flag", "environment", "dotenv", "file"])
+    def test_a_refused_secret_names_where_it_came_from(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        server: EmulatorProcess,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        where: str,
+    ) -> None:
+        monkeypatch.setenv("PINKCLOUDSYNC_BASE_URL", server.url)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_KEY", "pk_cli")
+        args = ["token"]
+        expected = {
+            "flag": "the secret from --api-secret",
+            "environment": "the secret from PINKCLOUDSYNC_API_SECRET in the environment",
+            "dotenv": "the secret from PINKCLOUDSYNC_API_SECRET in .env",
+            "file": "the secret from the file named by PINKCLOUDSYNC_API_SECRET_FILE",
+        }[where]
+        if where == "flag":
+            args.append(f"--api-secret={WRONG_SECRET}")
+        elif where == "environment":
+            monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET", WRONG_SECRET)
+        elif where == "dotenv":
+            (tmp_path / ".env").write_text(f"PINKCLOUDSYNC_API_SECRET={WRONG_SECRET}\n")
+        else:
+            (tmp_path / "secret").write_text(WRONG_SECRET)
+            monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, _, err = run(capsys, *args)
+        assert status == 1
+        assert "authentication failed" in err
+        assert expected in err
+        assert "the API key from PINKCLOUDSYNC_API_KEY in the environment" in err
+        assert len(err.strip().splitlines()) == 1
+
+    def test_a_secret_file_is_read(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        server: EmulatorProcess,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        (tmp_path / "secret").write_text(SECRET + "\n")
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, out, _ = run(capsys, "--base-url", server.url, "--api-key", "pk_cli", "token")
+        assert status == 0
+        assert "subject:" in out
+
+    def test_a_variable_and_its_file_together_are_exit_2(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "secret").write_text(SECRET)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_KEY", "pk_cli")
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET", SECRET)
+        monkeypatch.setenv("PINKCLOUDSYNC_API_SECRET_FILE", str(tmp_path / "secret"))
+        status, _, err = run(capsys, "token")
+        assert status == 2
+        assert "PINKCLOUDSYNC_API_SECRET and PINKCLOUDSYNC_API_SECRET_FILE" in err
+
+    def test_demo_help_shows_the_defaults(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["demo", "--help"])
+        assert exited.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        for default in (
+            "(default: 15.0)",
+            "(default: 256)",
+            "(default: 32)",
+            "(default: 4)",
+            "(default: 2)",
+        ):
+            assert default in out

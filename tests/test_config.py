@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pinkcloudsync_async import ConfigurationError
+from pinkcloudsync_async import ConfigurationError, CredentialsError
 from pinkcloudsync_async._config import Settings, is_loopback_host, resolve_settings
 from pinkcloudsync_async._constants import DEFAULT_BASE_URL
 
@@ -328,3 +328,85 @@ def test_settings_are_frozen() -> None:
     settings = resolve()
     with pytest.raises(AttributeError):
         settings.api_key = "other"  # type: ignore[misc]
+
+
+# --- *_FILE variables: the Docker and Kubernetes secrets convention ----------------------
+
+
+@pytest.fixture
+def secret_files(tmp_path: Any) -> dict[str, str]:
+    """Key and secret files, and the environment naming them."""
+    (tmp_path / "key").write_text("pk_test_from_file\n")
+    (tmp_path / "secret").write_text("  sk_test_from_file_SECRET\n\n")
+    return {
+        "PINKCLOUDSYNC_API_KEY_FILE": str(tmp_path / "key"),
+        "PINKCLOUDSYNC_API_SECRET_FILE": str(tmp_path / "secret"),
+    }
+
+
+def test_files_named_by_the_environment_give_the_stripped_values(
+    secret_files: dict[str, str],
+) -> None:
+    settings = resolve(api_key=None, api_secret=None, environ=secret_files)
+    assert settings.api_key == "pk_test_from_file"
+    assert settings.api_secret.get_secret_value() == "sk_test_from_file_SECRET"
+    assert "PINKCLOUDSYNC_API_SECRET_FILE" in settings.credentials.description
+    assert secret_files["PINKCLOUDSYNC_API_SECRET_FILE"] in settings.credentials.description
+
+
+def test_a_file_is_read_again_each_time(secret_files: dict[str, str], tmp_path: Any) -> None:
+    settings = resolve(api_key=None, api_secret=None, environ=secret_files)
+    (tmp_path / "secret").write_text("sk_test_rotated")
+    assert settings.credentials.read().api_secret.get_secret_value() == "sk_test_rotated"
+
+
+def test_an_argument_beats_a_file(secret_files: dict[str, str]) -> None:
+    settings = resolve(api_secret=None, environ=secret_files)
+    assert settings.api_key == KEY  # the argument
+    assert settings.api_secret.get_secret_value() == "sk_test_from_file_SECRET"
+    assert "api_key= argument" in settings.credentials.description
+
+
+@pytest.mark.parametrize("name", ["PINKCLOUDSYNC_API_KEY", "PINKCLOUDSYNC_API_SECRET"])
+def test_a_variable_and_its_file_variable_together_are_refused(
+    secret_files: dict[str, str], name: str
+) -> None:
+    error = config_error(api_key=None, api_secret=None, environ={**secret_files, **ENV})
+    assert "PINKCLOUDSYNC_API_KEY_FILE" in str(error)  # the first setting resolved
+    environ = {**secret_files, name: ENV[name]}
+    error = config_error(api_key=None, api_secret=None, environ=environ)
+    assert f"Both {name} and {name}_FILE" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"), [(None, "No such file"), ("", "is empty"), (" \n", "is empty")]
+)
+def test_a_missing_or_empty_file_is_refused_at_construction(
+    tmp_path: Any, content: str | None, says: str
+) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    environ = {"PINKCLOUDSYNC_API_KEY": KEY, "PINKCLOUDSYNC_API_SECRET_FILE": str(path)}
+    error = config_error(api_key=None, api_secret=None, environ=environ)
+    assert isinstance(error, CredentialsError)
+    assert str(path) in str(error)
+    assert says in str(error)
+
+
+def test_credentials_with_a_key_or_secret_argument_is_refused() -> None:
+    error = config_error(credentials=lambda: (KEY, SECRET))
+    assert "credentials=" in str(error)
+
+
+@pytest.mark.parametrize("not_callable", ["pk:sk", ("pk", "sk"), 42])
+def test_credentials_must_be_callable(not_callable: Any) -> None:
+    error = config_error(api_key=None, api_secret=None, credentials=not_callable)
+    assert isinstance(error, CredentialsError)
+    assert "callable" in str(error)
+
+
+def test_missing_everything_names_the_file_variables_too() -> None:
+    error = config_error(api_key=None, api_secret=None, environ={})
+    assert "PINKCLOUDSYNC_API_SECRET_FILE" in str(error)
+    assert "credentials=" in str(error)

@@ -62,6 +62,9 @@ def test_a_short_demo_run_exits_0_within_its_bound() -> None:
     )
     assert 2 <= made <= bound  # at least the first token and the revocation's
     assert "1 revocations" in out
+    # The one revocation was a key rotation, and it cost no failed call.
+    assert "the last revocation rotated the key" in out
+    assert "with no failed call" in out
 
 
 @pytest.mark.anyio

@@ -20,6 +20,7 @@ from pinkcloudsync_async import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    CredentialsError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -250,6 +251,7 @@ def test_a_single_attempt_is_not_mentioned() -> None:
 ALL_ERRORS = [
     PinkCloudSyncError,
     ConfigurationError,
+    CredentialsError,
     InvalidResponseError,
     APIConnectionError,
     RequestTimeoutError,

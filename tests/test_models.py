@@ -269,3 +269,31 @@ def test_access_token_is_frozen() -> None:
     token = make_access_token()
     with pytest.raises(ValidationError):
         token.expires_at = 1e12  # type: ignore[misc]
+
+
+def test_an_access_token_s_repr_shows_who_what_and_until_when() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pinkcloudsync_async import AccessToken, TokenClaims
+
+    expiry = datetime.now(UTC) + timedelta(minutes=59, seconds=30)
+    token = AccessToken(
+        access_token=SecretStr("eyJ.secret.token"),
+        claims=TokenClaims(sub="user_123", permissions=("sync:read",)),
+        expires_in=3600,
+        lifetime=3600.0,
+        obtained_at=471.0,
+        expires_at=4071.0,
+        refresh_at=3771.0,
+        expires_at_utc=expiry,
+        authorization=SecretStr("Bearer eyJ.secret.token"),
+    )
+    text = repr(token)
+    assert text.startswith("AccessToken(sub='user_123', permissions=('sync:read',), expires='")
+    assert expiry.isoformat(timespec="seconds").replace("+00:00", "Z") in text
+    assert "left='59m" in text
+    assert "471" not in text  # no monotonic numbers
+    assert "eyJ" not in text
+    assert str(token) == text
+    expired = token.model_copy(update={"expires_at_utc": datetime.now(UTC) - timedelta(1)})
+    assert "left='expired'" in repr(expired)

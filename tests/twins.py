@@ -32,6 +32,7 @@ from fakes import API_KEY, API_SECRET, BASE_URL, TOKEN_URL, FakeClock, make_jwt
 
 from pinkcloudsync_async import AsyncPinkCloudSyncClient, PinkCloudSyncClient
 from pinkcloudsync_async._token_lifecycle import Action
+from pinkcloudsync_async.testing import IN_PROCESS_BASE_URL, SyncASGITransport
 
 TOKEN_PATH = httpx.URL(TOKEN_URL).path
 # Bound of every test body (anyio.fail_after) and of every wait on a thread or gate.
@@ -180,6 +181,27 @@ class WaitSpy:
             return self._cond.wait_for(lambda: self.waits >= count, timeout)
 
 
+class HoldFirstTokenRequest:
+    """ASGI middleware: the first token request waits until `count` other callers
+    wait on its flight, so the crowd is provably inside one single flight (an
+    in-process emulator answers without ever yielding otherwise)."""
+
+    def __init__(self, app: Any, twin: Twin, count: int) -> None:
+        self.app, self.twin, self.count = app, twin, count
+        self.spy: WaitSpy | None = None
+        self.held = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/auth/token") and not self.held:
+            self.held = True
+            assert self.spy is not None
+            if self.twin.is_async:
+                await anyio.to_thread.run_sync(self.spy.wait_for, self.count)
+            else:  # the sync transport runs the app in the leading thread
+                self.spy.wait_for(self.count)
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------ transports
 
 
@@ -225,6 +247,17 @@ def _threaded(handler: Reply) -> Callable[[httpx.Request], Any]:
 # ------------------------------------------------------------------------ twin
 
 
+@asynccontextmanager
+async def _closing(client: Client) -> AsyncIterator[Any]:
+    try:
+        yield client
+    finally:
+        if isinstance(client, AsyncPinkCloudSyncClient):
+            await client.aclose()
+        else:
+            client.close()
+
+
 class Twin:
     """One of the two clients, with an injected clock and a sleep that records."""
 
@@ -264,18 +297,29 @@ class Twin:
         return PinkCloudSyncClient(key, secret, base_url=BASE_URL, transport=transport, **kwargs)
 
     @asynccontextmanager
+    async def emulated(self, app: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """A client of this twin talking to an ASGI `app` (an `Emulator`, or one
+        wrapped in middleware) in-process; configured by `kwargs` and the
+        environment (no key or secret is given here); closed on exit."""
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport
+        cls: type[Client]
+        if self.is_async:
+            transport, cls = httpx.ASGITransport(app=app), AsyncPinkCloudSyncClient
+        else:
+            transport, cls = SyncASGITransport(app), PinkCloudSyncClient
+        kwargs.setdefault("base_url", IN_PROCESS_BASE_URL)
+        async with _closing(cls(allow_insecure_http=True, transport=transport, **kwargs)) as client:
+            yield client
+
+    @asynccontextmanager
     async def client(
         self, server: Reply, *, network_like: bool = False, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """`make_client`, closed on exit."""
-        client = self.make_client(server, network_like=network_like, **kwargs)
-        try:
+        async with _closing(
+            self.make_client(server, network_like=network_like, **kwargs)
+        ) as client:
             yield client
-        finally:
-            if isinstance(client, AsyncPinkCloudSyncClient):
-                await client.aclose()
-            else:
-                client.close()
 
     async def do(self, client: Client, name: str, *args: Any, **kwargs: Any) -> Any:
         """`client.<name>(*args, **kwargs)`: awaited, or run in a thread of its own."""

@@ -1,9 +1,11 @@
 """`pinkcloudsync`: the command line (also `python -m pinkcloudsync_async`).
 
     pinkcloudsync emulator [--host H] [--port P] [--token-lifetime S] [--key KEY:SECRET:PERMS]
+                           [--clock-skew S]
     pinkcloudsync token [--show-token]
     pinkcloudsync sessions
     pinkcloudsync request METHOD PATH [--json BODY]
+    pinkcloudsync doctor [--redis-url URL]
     pinkcloudsync demo [--duration S] [--concurrency N]
 
 Configuration, for every setting: flag > environment variable > `.env` in the
@@ -22,8 +24,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from . import demo, emulator, request, sessions, token
-from ._common import PROG, CLIError, Parser
+from . import demo, doctor, emulator, request, sessions, token
+from ._common import PROG, CLIError, Parser, client_options
 
 if TYPE_CHECKING:
     from ._common import Commands
@@ -38,14 +40,19 @@ class _Command(Protocol):
 
 
 # In the order `--help` lists them. A new command is a new module and one entry here.
-_COMMANDS: tuple[_Command, ...] = (token, sessions, request, emulator, demo)
+_COMMANDS: tuple[_Command, ...] = (token, sessions, request, doctor, emulator, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `pinkcloudsync` argument parser."""
     from .. import __version__
 
-    parser = Parser(prog=PROG, description="The PinkCloudSync API from the command line.")
+    parser = Parser(
+        prog=PROG,
+        description="The PinkCloudSync API from the command line. The connection flags "
+        "work before or after the command.",
+        parents=[client_options(top_level=True)],
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in _COMMANDS:

@@ -7,15 +7,17 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import anyio
 import httpx
-from pydantic import SecretStr
 
 from .._async_client import AsyncPinkCloudSyncClient
+from .._config import FILE_SUFFIX, resolve_credentials
 from .._constants import API_KEY_ENV, API_SECRET_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._credentials import CredentialProvider
 from .._exceptions import (
     APIError,
     AuthenticationError,
@@ -35,8 +37,10 @@ __all__ = [
     "PROG",
     "CLIError",
     "Call",
+    "Connection",
     "Parser",
     "client_options",
+    "connection",
     "positive",
     "run_coroutine",
 ]
@@ -75,19 +79,43 @@ def positive(kind: Callable[[str], Any], *, allow_zero: bool = False) -> Callabl
     return parse
 
 
-def client_options() -> Parser:
-    """The connection flags, as a parent parser for every command that calls the API."""
+def client_options(*, top_level: bool = False) -> Parser:
+    """The connection flags, as a parent parser.
+
+    The top-level parser carries them with their defaults, and each command that
+    calls the API carries them again without defaults (`SUPPRESS`), so a flag works
+    before the command (`pinkcloudsync --api-key X token`) and after it, the later
+    one winning.
+    """
+
+    def default(value: Any) -> Any:
+        return value if top_level else argparse.SUPPRESS
+
     parser = Parser(add_help=False)
     group = parser.add_argument_group("connection (flags override the environment)")
-    group.add_argument("--api-key", help=f"default: ${API_KEY_ENV}, then .env")
-    group.add_argument("--api-secret", help=f"default: ${API_SECRET_ENV}, then .env")
     group.add_argument(
-        "--base-url", help=f"default: ${BASE_URL_ENV}, then .env, then {DEFAULT_BASE_URL}"
+        "--api-key", default=default(None), help=f"default: ${API_KEY_ENV}, then .env"
     )
-    group.add_argument("--timeout", type=positive(float), default=30.0, help="seconds (default 30)")
+    group.add_argument(
+        "--api-secret",
+        default=default(None),
+        help=f"default: ${API_SECRET_ENV}, then .env (or ${API_SECRET_ENV}_FILE)",
+    )
+    group.add_argument(
+        "--base-url",
+        default=default(None),
+        help=f"default: ${BASE_URL_ENV}, then .env, then {DEFAULT_BASE_URL}",
+    )
+    group.add_argument(
+        "--timeout",
+        type=positive(float),
+        default=default(30.0),
+        help="seconds (default 30)",
+    )
     group.add_argument(
         "--allow-insecure-http",
         action="store_true",
+        default=default(False),
         help="allow plain http to a non-loopback host",
     )
     return parser
@@ -109,23 +137,28 @@ def _dotenv(path: Path) -> dict[str, str]:
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, SecretStr, str]:
-    """(api_key, api_secret, base_url): flag > environment > .env > default. The
-    secret comes back wrapped: no frame of ours holds it as a plain str."""
-    dotenv = _dotenv(Path.cwd() / ".env")
+@dataclass(frozen=True)
+class Connection:
+    """Where a command connects, and where each setting came from (for messages and
+    `doctor`): flag > environment (plain or `*_FILE`) > `.env` > default."""
 
-    def pick(flag: str | None, name: str) -> str | None:
-        for value in (flag, environ.get(name), dotenv.get(name)):
-            if value is not None and value.strip():
-                return value.strip()
-        return None
+    credentials: CredentialProvider
+    base_url: str
+    base_url_origin: str
 
-    api_key = pick(args.api_key, API_KEY_ENV)
-    api_secret = SecretStr(pick(args.api_secret, API_SECRET_ENV) or "")
+
+def _given(value: str | None) -> str | None:
+    return value if value is not None and value.strip() else None
+
+
+def connection(args: argparse.Namespace, environ: Mapping[str, str]) -> Connection:
+    """The credentials and base URL for `args`; CLIError (exit 2) naming what to set."""
+    layers = [("environment", environ), (".env", _dotenv(Path.cwd() / ".env"))]
     missing = [
         name
-        for name, value in ((API_KEY_ENV, api_key), (API_SECRET_ENV, api_secret.get_secret_value()))
-        if not value
+        for name, flag in ((API_KEY_ENV, args.api_key), (API_SECRET_ENV, args.api_secret))
+        if _given(flag) is None
+        and not any(_given(v.get(name)) or _given(v.get(name + FILE_SUFFIX)) for _, v in layers)
     ]
     if missing:
         raise CLIError(
@@ -133,20 +166,33 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str
             "or pass --api-key/--api-secret",
             2,
         )
-    assert api_key is not None
-    return api_key, api_secret, pick(args.base_url, BASE_URL_ENV) or DEFAULT_BASE_URL
+    try:
+        credentials = resolve_credentials(
+            api_key=_given(args.api_key),
+            api_secret=_given(args.api_secret),
+            layers=layers,
+            argument_origins=("--api-key", "--api-secret"),
+        )
+    except ConfigurationError as exc:
+        raise CLIError(str(exc), 2) from None
+    if _given(args.base_url):
+        return Connection(credentials, args.base_url.strip(), "--base-url")
+    for label, variables in layers:
+        if value := _given(variables.get(BASE_URL_ENV)):
+            where = "in the environment" if label == "environment" else f"in {label}"
+            return Connection(credentials, value.strip(), f"{BASE_URL_ENV} {where}")
+    return Connection(credentials, DEFAULT_BASE_URL, "the default")
 
 
 class Call:
     """One client command: its client, and how to describe its failures safely."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        api_key, api_secret, self.base_url = _settings(args, os.environ)
-        self._secret = api_secret
+        self.connection = connection(args, os.environ)
+        self.base_url = self.connection.base_url
         try:
             self.client = AsyncPinkCloudSyncClient(
-                api_key,
-                api_secret,
+                credentials=self.connection.credentials,
                 base_url=self.base_url,
                 allow_insecure_http=args.allow_insecure_http,
                 timeout=args.timeout,
@@ -160,15 +206,19 @@ class Call:
         """`text` without the API secret or the token the client holds, in any form
         (raw, JSON-escaped as `json.dumps` prints it, percent-encoded)."""
         token = self.client.auth.token
-        return Redactor(self._secret, None if token is None else token.access_token).text(text)
+        try:
+            secret = self.connection.credentials.read().api_secret
+        except ConfigurationError:  # a secret file gone since: nothing of it to hide
+            secret = None
+        return Redactor(secret, None if token is None else token.access_token).text(text)
 
     def error(self, exc: Exception) -> CLIError:
         """The one line to show for an expected failure of this call."""
         if isinstance(exc, AuthenticationError):
-            text = (
-                f"authentication failed ({exc.error}: {exc.message}); check {API_KEY_ENV} "
-                f"and {API_SECRET_ENV}"
-            )
+            # Name where the refused key and secret came from: a flag, the
+            # environment, a *_FILE or .env, not always the environment variables.
+            where = self.connection.credentials.description
+            text = f"authentication failed ({exc.error}: {exc.message}); check {where}"
         elif isinstance(exc, PermissionDeniedError):
             text = f"permission denied: {exc.message}"
         elif isinstance(exc, RateLimitError):

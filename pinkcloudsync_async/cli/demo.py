@@ -1,9 +1,11 @@
 """`pinkcloudsync demo`: the client doing its real job against a local emulator.
 
 Hundreds of coroutines share one `AsyncPinkCloudSyncClient` for several token
-lifetimes while the emulator revokes every token a few times. What it shows: each
-token is fetched once and shared, renewed early in the background, and a revoked
-token costs one token request and one replay per refused call, not an error.
+lifetimes while the emulator revokes every token a few times, the last time by
+rotating the key (a new key added, the client's credential store updated, the old
+key removed and its tokens revoked). What it shows: each token is fetched once and
+shared, renewed early in the background, and a revoked token, or a rotated key,
+costs one token request and one replay per refused call, not an error.
 
 The bound it checks. The client renews a token `lead = min(refresh_margin,
 lifetime / 2)` seconds before it expires, so one token serves a *period* of
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
 import sys
 import time
 from collections import Counter
@@ -33,7 +36,7 @@ from .._async_client import AsyncPinkCloudSyncClient
 from .._constants import HTTP_BACKENDS
 from .._exceptions import PinkCloudSyncError, raise_for_api_error
 from .._token_lifecycle import refresh_lead
-from ..testing import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, serve_emulator
+from ..testing import Emulator, EmulatorKey, serve_emulator
 from ._common import positive, run_coroutine
 
 if TYPE_CHECKING:
@@ -65,7 +68,11 @@ class DemoOptions:
 def add_parser(commands: Commands) -> None:
     """Add the `demo` command to the CLI's subparsers."""
     defaults = DemoOptions()
-    parser = commands.add_parser("demo", help="run the client hard against a local emulator")
+    parser = commands.add_parser(
+        "demo",
+        help="run the client hard against a local emulator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows each default
+    )
     parser.add_argument(
         "--duration", type=positive(float), default=defaults.duration, help="seconds"
     )
@@ -140,6 +147,31 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+class _Vault:
+    """The demo's credential store: the client reads it for each token request."""
+
+    def __init__(self, key: EmulatorKey) -> None:
+        self.key = key
+
+    async def read(self) -> tuple[str, str]:
+        return self.key.api_key, self.key.api_secret
+
+
+def _rotation(emulator: Emulator, vault: _Vault) -> Callable[[], None]:
+    """The operator's key rotation: new key first, then the store, then the old key
+    removed and its tokens revoked."""
+
+    def rotate() -> None:
+        old = vault.key
+        new = EmulatorKey(old.api_key + "_rotated", secrets.token_urlsafe(16))
+        emulator.add_key(new)
+        vault.key = new
+        emulator.remove_key(old.api_key)
+        emulator.revoke_tokens(old.api_key)
+
+    return rotate
+
+
 @dataclass
 class DemoReport:
     """What the demo measured."""
@@ -149,6 +181,7 @@ class DemoReport:
     errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     revocations: int = 0
+    rotated: bool = False  # the last revocation rotated the key
     elapsed: float = 0.0
     in_flight_since: dict[int, float] = field(default_factory=dict)  # by request number
     http_backend: str = ""
@@ -193,6 +226,7 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
     """Run the demo, print progress and a summary to `out`; 0 if everything held."""
     tty = out.isatty() if tty is None else tty
     emulator = Emulator(token_lifetime=options.token_lifetime)
+    vault = _Vault(emulator.keys[0])
     report = DemoReport()
     progress = _Progress(out, tty, emulator, report)
     clock = time.monotonic
@@ -201,8 +235,7 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
     )
     async with serve_emulator(emulator) as url:
         client = AsyncPinkCloudSyncClient(
-            DEFAULT_API_KEY,
-            DEFAULT_API_SECRET,
+            credentials=vault.read,
             base_url=url,
             refresh_margin=options.refresh_margin,
             limits=limits,
@@ -213,7 +246,8 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
             f"{options.concurrency} coroutines share one client "
             f"(it admits {client.max_concurrency} requests at once, its pool size; "
             f"HTTP backend {client.http_backend}) for {options.duration:g} s, "
-            f"revoking every token {options.revocations} times.\n"
+            f"revoking every token {options.revocations} times (the last by rotating the "
+            "key).\n"
         )
         out.flush()
         report.http_backend = client.http_backend
@@ -230,7 +264,15 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
                     workers.start_soon(worker)
                 async with anyio.create_task_group() as helpers:
                     helpers.start_soon(progress.run, clock, start)
-                    helpers.start_soon(_revoke, emulator, client, report, options, start)
+                    helpers.start_soon(
+                        _revoke,
+                        emulator,
+                        client,
+                        report,
+                        options,
+                        start,
+                        _rotation(emulator, vault),
+                    )
                     # Once the workers are done, so are the helpers.
                     await _wait_until(clock, end)
                     helpers.cancel_scope.cancel()
@@ -272,8 +314,10 @@ async def _revoke(
     report: DemoReport,
     options: DemoOptions,
     start: float,
+    rotate: Callable[[], None],
 ) -> None:
-    """Revoke every token at evenly spaced moments, clear of the early refreshes."""
+    """Revoke every token at evenly spaced moments, clear of the early refreshes; the
+    last time by rotating the key (which revokes the old key's tokens: all of them)."""
     _, period, _ = token_request_bound(
         0.0,
         lifetime=options.token_lifetime,
@@ -299,7 +343,11 @@ async def _revoke(
             if token is not None and oldest > seen[1] and token.refresh_at - now >= before_refresh:
                 break
             await anyio.sleep(0.02)
-        emulator.revoke_all_tokens()
+        if i == options.revocations:
+            rotate()
+            report.rotated = True
+        else:
+            emulator.revoke_all_tokens()
         report.revocations += 1
 
 
@@ -336,8 +384,15 @@ def _summarize(options: DemoOptions, emulator: Emulator, report: DemoReport, out
         f"early, so it serves a {period:g} s period",
         f"  token requests  {token_requests} (bound {bound} = 1 first + {periods} periods of "
         f"{period:g} s in {report.elapsed:.1f} s + {report.revocations} revocations)",
-        f"  result          {'OK' if ok else 'FAILED'}",
     ]
+    if report.rotated:
+        lines.append(
+            "  key rotation    the last revocation rotated the key (new key added, credential "
+            "store updated, old key removed and its tokens revoked) with no failed call"
+            if errors == 0
+            else "  key rotation    the last revocation rotated the key"
+        )
+    lines.append(f"  result          {'OK' if ok else 'FAILED'}")
     if report.revocations < options.revocations:
         lines.append(
             f"  note            {report.revocations} of {options.revocations} revocations found "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -61,6 +62,14 @@ def add_parser(commands: Commands) -> None:
         help="delay before each token response",
     )
     parser.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="serve as if the server's clock were S seconds ahead (negative: behind); "
+        "its Date header and tokens follow (for `pinkcloudsync doctor`)",
+    )
+    parser.add_argument(
         "--key",
         action="append",
         metavar="KEY:SECRET[:PERMS]",
@@ -76,6 +85,8 @@ def _announce(url: str, emulator: Emulator, custom_keys: bool) -> None:
     lines = [
         f"PinkCloudSync emulator listening on {url} (Ctrl-C to stop)",
         f"# keys: {keys}; tokens live {emulator.token_lifetime} s",
+        f"# keys at run time: POST {url}/_emulator/keys {{api_key, api_secret}}, "
+        f"DELETE {url}/_emulator/keys/KEY, POST {url}/_emulator/keys/KEY/revoke",
         "# to use it, in another shell:",
         f"export {BASE_URL_ENV}={url}",
         f"export {API_KEY_ENV}={first.api_key}",
@@ -105,7 +116,14 @@ def _count(number: int, noun: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """The `emulator` command."""
     keys = [parse_key(spec) for spec in args.key] if args.key else None
-    emulator = Emulator(keys, token_lifetime=args.token_lifetime, token_latency=args.token_latency)
+    if not math.isfinite(args.clock_skew):
+        raise CLIError("--clock-skew must be a finite number of seconds", 2)
+    emulator = Emulator(
+        keys,
+        token_lifetime=args.token_lifetime,
+        token_latency=args.token_latency,
+        clock_skew=args.clock_skew,
+    )
     if not is_loopback_host(args.host):
         print(
             f"{PROG}: warning: serving on {args.host}, not loopback: anyone who can reach it "

@@ -72,10 +72,9 @@ class FleetTokenSource:
     def refresh_margin(self) -> float:
         return self.inner.refresh_margin
 
-    @property
-    def api_secret(self) -> SecretStr:
-        """The wrapped source's API secret (for redaction; never stored)."""
-        return self.inner.api_secret
+    def sent_secrets(self) -> tuple[SecretStr, ...]:
+        """The wrapped source's API secrets sent so far (for redaction; never stored)."""
+        return self.inner.sent_secrets()
 
     def refused(self, token: AccessToken) -> None:
         """The API refused `token` (401): the next flight first deletes it from the

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 import anyio
@@ -21,6 +22,7 @@ import httpx
 from .._async_client import AsyncPinkCloudSyncClient
 from .._sync_client import PinkCloudSyncClient
 from ._asgi import Receive, Reply, Scope, Send, error_reply, header, read_body, reason, send_reply
+from ._control import CONTROL_PREFIX, control_reply
 from ._request_json import BadJSON, parse_json
 from ._state import (
     EmulatorKey,
@@ -58,6 +60,7 @@ class Emulator:
         token_lifetime: int = 3600,
         token_latency: float = 0.0,
         clock: Callable[[], float] = time.time,
+        clock_skew: float = 0.0,
     ) -> None:
         if isinstance(token_lifetime, bool) or not isinstance(token_lifetime, int):
             raise TypeError("token_lifetime must be an int number of seconds")
@@ -65,12 +68,17 @@ class Emulator:
             raise ValueError("token_lifetime must be > 0")
         if not math.isfinite(token_latency) or token_latency < 0:
             raise ValueError("token_latency must be a finite number of seconds >= 0")
+        if not math.isfinite(clock_skew):
+            raise ValueError("clock_skew must be a finite number of seconds")
         self._keys = KeyRing([default_key()] if keys is None else keys)
         self.token_lifetime = token_lifetime
         self.token_latency = token_latency
-        self._clock = clock
+        # A server whose clock is off by `clock_skew` seconds: its Date header, the
+        # tokens' iat/exp and its own expiry checks all read the skewed clock.
+        self.clock_skew = float(clock_skew)
+        self._clock = clock if not clock_skew else (lambda: clock() + clock_skew)
         self._lock = threading.Lock()
-        self._issuer = TokenIssuer(clock)
+        self._issuer = TokenIssuer(self._clock)
         self._token_failures = FailureQueue()
         self._api_failures = FailureQueue()
         self._rate_limit: RateLimiter | None = None
@@ -132,6 +140,29 @@ class Emulator:
             self._issuer.revoke_all()
             self.stats.revocations += 1
 
+    def add_key(self, key: EmulatorKey) -> None:
+        """Accept `key` from now on (a new key pair, for a rotation); ValueError if
+        its api_key is accepted already (remove that one first)."""
+        with self._lock:
+            self._keys.add(key)
+
+    def remove_key(self, api_key: str) -> EmulatorKey:
+        """Stop accepting `api_key` at the token endpoint; returns the key removed.
+
+        Tokens already issued for it stay valid until they expire or are revoked
+        (`revoke_tokens`), as with a real API. KeyError if it is not accepted.
+        """
+        with self._lock:
+            return self._keys.remove(api_key)
+
+    def revoke_tokens(self, api_key: str) -> int:
+        """Every token issued so far for `api_key` becomes invalid (401); the other
+        keys' tokens stay valid. Returns how many tokens were revoked."""
+        with self._lock:
+            count = self._issuer.revoke_key(api_key)
+            self.stats.revocations += 1
+            return count
+
     def client(
         self, *, key: EmulatorKey | str | None = None, **kwargs: Any
     ) -> AsyncPinkCloudSyncClient:
@@ -185,6 +216,9 @@ class Emulator:
             # A bug in the emulator must still look like an API answer, not a traceback.
             logger.exception("The emulator failed on %s %s", scope["method"], scope["path"])
             reply = error_reply(500, "The emulator failed; see its log")
+        # The Date header reads the emulator's own (possibly skewed) clock; the
+        # server adds none of its own (see serve_emulator).
+        reply.headers.append(("date", formatdate(self._clock(), usegmt=True)))
         await send_reply(send, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -199,6 +233,8 @@ class Emulator:
     async def _handle(self, scope: Scope, receive: Receive) -> Reply:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"].upper()
+        if path.startswith(CONTROL_PREFIX):
+            return await control_reply(self, method, path, lambda: _json_object(scope, receive))
         if path == _TOKEN_PATH:
             reply = await self._token_endpoint(scope, method, receive)
             with self._lock:

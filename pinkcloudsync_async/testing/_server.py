@@ -78,6 +78,7 @@ def _make_server(app: Emulator, started: anyio.Event, log_level: str) -> uvicorn
         log_config=None,
         log_level=log_level,
         access_log=False,
+        date_header=False,  # the emulator sends its own, from its own clock
         timeout_graceful_shutdown=int(_GRACEFUL_SHUTDOWN),
     )
     return _Server(config)

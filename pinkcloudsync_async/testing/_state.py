@@ -171,10 +171,13 @@ class TokenIssuer:
         # the RecursionError of a deeply nested header escape, a 500.
         sample = jwt.encode({}, self._signing_key, algorithm="HS256")
         self._header_segment = sample.partition(".")[0]
+        self._key_of: dict[int, str] = {}  # serial -> api_key, to revoke one key's tokens
+        self._revoked: set[int] = set()
 
     def issue(self, key: EmulatorKey, lifetime: int) -> str:
         now = self._clock()
         self._serial += 1
+        self._key_of[self._serial] = key.api_key
         claims = {
             "sub": key.sub,
             "permissions": list(key.permissions),
@@ -187,6 +190,16 @@ class TokenIssuer:
 
     def revoke_all(self) -> None:
         self._valid_from_serial = self._serial + 1
+        self._key_of.clear()
+        self._revoked.clear()
+
+    def revoke_key(self, api_key: str) -> int:
+        """Revoke every token issued so far for `api_key`; how many were live."""
+        serials = [s for s, key in self._key_of.items() if key == api_key]
+        for serial in serials:
+            del self._key_of[serial]
+        self._revoked.update(serials)
+        return len(serials)
 
     def verify(self, token: str) -> tuple[dict[str, Any] | None, str]:
         """The token's claims, or None and the reason it is refused."""
@@ -211,7 +224,12 @@ class TokenIssuer:
         if not isinstance(exp, (int, float)) or self._clock() >= exp:
             return None, "Access token has expired"
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti.isdigit() or int(jti) < self._valid_from_serial:
+        if (
+            not isinstance(jti, str)
+            or not jti.isdigit()
+            or int(jti) < self._valid_from_serial
+            or int(jti) in self._revoked
+        ):
             return None, "Access token has been revoked"
         return claims, ""
 
@@ -223,14 +241,27 @@ class KeyRing:
         self.by_api_key: dict[str, EmulatorKey] = {}
         self.by_sub: dict[str, EmulatorKey] = {}
         for key in keys:
-            if not isinstance(key, EmulatorKey):
-                raise TypeError(f"keys must be EmulatorKey instances, not {type(key).__name__}")
-            if key.api_key in self.by_api_key:
-                raise ValueError(f"duplicate api_key {key.api_key!r}")
-            self.by_api_key[key.api_key] = key
-            self.by_sub[key.sub] = key
+            self.add(key)
         if not self.by_api_key:
             raise ValueError("an Emulator needs at least one key")
+
+    def add(self, key: EmulatorKey) -> None:
+        """Accept `key` from now on; ValueError if its api_key is already accepted."""
+        if not isinstance(key, EmulatorKey):
+            raise TypeError(f"keys must be EmulatorKey instances, not {type(key).__name__}")
+        if key.api_key in self.by_api_key:
+            raise ValueError(f"duplicate api_key {key.api_key!r}")
+        self.by_api_key[key.api_key] = key
+        self.by_sub[key.sub] = key
+
+    def remove(self, api_key: str) -> EmulatorKey:
+        """Stop accepting `api_key`; KeyError (naming it) if it is not accepted."""
+        key = self.by_api_key.pop(api_key, None)
+        if key is None:
+            raise KeyError(f"no key {api_key!r} in this emulator")
+        if self.by_sub.get(key.sub) is key:
+            del self.by_sub[key.sub]
+        return key
 
     def check(self, api_key: str, api_secret: str) -> EmulatorKey | None:
         key = self.by_api_key.get(api_key)
@@ -241,4 +272,6 @@ class KeyRing:
 
     @property
     def first(self) -> EmulatorKey:
+        if not self.by_api_key:
+            raise LookupError("this emulator accepts no key now (all were removed)")
         return next(iter(self.by_api_key.values()))
