@@ -288,42 +288,45 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         bound = None if stream else deadline
         while True:
             try:
-                with cutoff(deadline):  # the whole attempt, trickling headers included
+                if deadline is None:  # the common case: no context manager to enter
                     response = await super().send(
-                        request,
-                        stream=stream or bound is not None,
-                        auth=auth,
-                        follow_redirects=follow_redirects,
+                        request, stream=stream, auth=auth, follow_redirects=follow_redirects
                     )
-                    if bound is not None:
-                        await bound.aread_body(response)
+                else:
+                    with cutoff(deadline):  # the whole attempt, trickling headers included
+                        response = await super().send(
+                            request,
+                            stream=stream or bound is not None,
+                            auth=auth,
+                            follow_redirects=follow_redirects,
+                        )
+                        if bound is not None:
+                            await bound.aread_body(response)
             except httpx.TransportError as exc:
-                retry = retry or RetryLoop(
-                    request,
-                    self._retry_policy,
-                    self._clock,
-                    replayable=replayable,
-                    observer=self._observer,
-                )
+                retry = retry or self._retry_loop(request, replayable)
                 delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
                 if retry is None and not is_retry_candidate(response):
                     return response
-                retry = retry or RetryLoop(
-                    request,
-                    self._retry_policy,
-                    self._clock,
-                    replayable=replayable,
-                    observer=self._observer,
-                )
+                retry = retry or self._retry_loop(request, replayable)
                 delay = retry.after_response(response)
                 if delay is None:
                     return response
                 await response.aclose()
             await self._sleep(delay)
             retry.next_attempt()
+
+    def _retry_loop(self, request: httpx.Request, replayable: bool) -> RetryLoop:
+        # Built only once an attempt has failed: the fast path pays nothing for it.
+        return RetryLoop(
+            request,
+            self._retry_policy,
+            self._clock,
+            replayable=replayable,
+            observer=self._observer,
+        )
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # Below admission (a token request must never queue behind the requests

@@ -272,32 +272,30 @@ class PinkCloudSyncClient(httpx.Client):
                 if bound is not None:
                     bound.read_body(response)
             except httpx.TransportError as exc:
-                retry = retry or RetryLoop(
-                    request,
-                    self._retry_policy,
-                    self._clock,
-                    replayable=replayable,
-                    observer=self._observer,
-                )
+                retry = retry or self._retry_loop(request, replayable)
                 delay = retry.after_error(exc)
                 if delay is None:
                     raise
             else:
                 if retry is None and not is_retry_candidate(response):
                     return response
-                retry = retry or RetryLoop(
-                    request,
-                    self._retry_policy,
-                    self._clock,
-                    replayable=replayable,
-                    observer=self._observer,
-                )
+                retry = retry or self._retry_loop(request, replayable)
                 delay = retry.after_response(response)
                 if delay is None:
                     return response
                 response.close()
             self._sleep(delay)
             retry.next_attempt()
+
+    def _retry_loop(self, request: httpx.Request, replayable: bool) -> RetryLoop:
+        # Built only once an attempt has failed: the fast path pays nothing for it.
+        return RetryLoop(
+            request,
+            self._retry_policy,
+            self._clock,
+            replayable=replayable,
+            observer=self._observer,
+        )
 
     def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # Below admission; no bearer; never follow a redirect with the secret in the body.
