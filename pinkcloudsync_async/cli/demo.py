@@ -55,8 +55,7 @@ class DemoOptions:
 
     duration: float = 15.0
     concurrency: int = 256  # worker coroutines
-    # In flight at once: the client's pool size, and so its admission limit; the
-    # other workers queue in the client's admission, before they get a token.
+    # In flight at once: the client's pool size, and so its admission limit.
     max_in_flight: int = 32
     token_lifetime: int = 4
     refresh_margin: float = 1.0
@@ -244,7 +243,7 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
         out.write(
             f"PinkCloudSync demo: emulator on {url}, tokens live {options.token_lifetime} s; "
             f"{options.concurrency} coroutines share one client "
-            f"(it admits {client.max_concurrency} requests at once, its pool size; "
+            f"(at most {client.max_concurrency} requests in flight, its pool size; "
             f"HTTP backend {client.http_backend}) for {options.duration:g} s, "
             f"revoking every token {options.revocations} times (the last by rotating the "
             "key).\n"
@@ -255,9 +254,15 @@ async def run_demo(options: DemoOptions, out: TextIO, *, tty: bool | None = None
             start = clock()
             end = start + options.duration
 
+            # The workers' own limit, at the client's admission limit: what counts as
+            # in flight here was sent, so the revoker can find a moment when every
+            # request in flight carries the current token.
+            gate = anyio.Semaphore(options.max_in_flight)
+
             async def worker() -> None:
                 while clock() < end:
-                    await _one_request(client, report, options.write_every)
+                    async with gate:
+                        await _one_request(client, report, options.write_every)
 
             async with anyio.create_task_group() as workers:
                 for _ in range(options.concurrency):
