@@ -149,6 +149,7 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
         )
         self._tokens = AsyncTokenFlights(source, clock=_clock, observer=parts.observer)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
+        self._pcs_base_url = parts.settings.base_url  # with its trailing slash, as httpx's
         super().__init__(
             auth=self._pcs_auth, **with_own_transports(parts.httpx_kwargs, self.http_backend)
         )
@@ -175,11 +176,13 @@ class AsyncPinkCloudSyncClient(httpx.AsyncClient):
     def base_url(self) -> httpx.URL:
         """The base URL relative URLs join onto; fixed at construction (it is the
         API's origin, where the token goes): setting another raises ConfigurationError."""
-        return super().base_url
+        # httpx reads this twice per request (URL merging): our own attribute, not a
+        # property lookup through super().
+        return self._pcs_base_url
 
     @base_url.setter
     def base_url(self, url: httpx.URL | str) -> None:
-        refuse_new_base_url(super().base_url, url)
+        refuse_new_base_url(self._pcs_base_url, url)
 
     async def __aenter__(self) -> AsyncPinkCloudSyncClient:
         await super().__aenter__()

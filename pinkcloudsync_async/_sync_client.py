@@ -140,6 +140,7 @@ class PinkCloudSyncClient(httpx.Client):
         )
         self._tokens = SyncTokenFlights(source, clock=_clock, observer=parts.observer)
         self._pcs_auth = PinkCloudSyncAuth(self._tokens, base_url=parts.settings.base_url)
+        self._pcs_base_url = parts.settings.base_url  # with its trailing slash, as httpx's
         super().__init__(auth=self._pcs_auth, **parts.httpx_kwargs)
 
     def __repr__(self) -> str:
@@ -186,11 +187,13 @@ class PinkCloudSyncClient(httpx.Client):
     def base_url(self) -> httpx.URL:
         """The base URL relative URLs join onto; fixed at construction (it is the
         API's origin, where the token goes): setting another raises ConfigurationError."""
-        return super().base_url
+        # httpx reads this twice per request (URL merging): our own attribute, not a
+        # property lookup through super().
+        return self._pcs_base_url
 
     @base_url.setter
     def base_url(self, url: httpx.URL | str) -> None:
-        refuse_new_base_url(super().base_url, url)
+        refuse_new_base_url(self._pcs_base_url, url)
 
     def send(
         self,
